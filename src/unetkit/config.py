@@ -1,0 +1,116 @@
+"""Typed, YAML-round-trippable training configuration.
+
+One dataclass holds every choice `fit` makes so that `config.yaml` in a run directory
+re-runs the same training with `--config`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from unetkit.errors import UsageError
+
+
+@dataclass
+class FitConfig:
+    """Everything `unetkit fit` needs; defaults are the ones a user gets with no flags."""
+
+    data: str = ""
+    format: str = "auto"
+    format_options: dict[str, Any] = field(default_factory=dict)  # e.g. {"boundary": "pet"}
+    model: str = "unet"
+    model_options: dict[str, Any] = field(default_factory=dict)
+    classes: int | None = None  # from the data unless set
+    in_channels: int | None = None  # from the data unless set
+    size: list[int] | None = None  # [H, W] patch fed to the network; None = from the data
+    scale: Any = "auto"  # factor applied to images first; auto = 1, or shrink sides > 1024
+    epochs: int = 50
+    max_time: str | None = None  # e.g. "10m"
+    batch_size: int | None = None  # None = chosen from size and device
+    loss: str = "auto"  # auto = bce-dice (binary) / ce-dice (multi-class)
+    optimizer: str = "adamw"
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    scheduler: str = "onecycle"
+    val_split: float = 0.2
+    test_split: float = 0.0
+    augment: str = "default"
+    precision: str = "auto"  # auto = bf16-mixed where supported, else 32
+    devices: int = 1
+    seed: int = 0
+    patience: int | None = None
+    monitor: str = "val/mean_dice"
+    grad_clip: float | None = None
+    accumulate: int = 1
+    deterministic: bool = False
+    skip_bad: bool = False
+    num_workers: int | None = None
+    out: str = "runs/latest"
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def save(self, path: str | Path) -> None:
+        from unetkit.io_utils import atomic_write_text
+
+        atomic_write_text(Path(path), yaml.safe_dump(self.to_dict(), sort_keys=False))
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> FitConfig:
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise UsageError(f"Unknown config key(s) {', '.join(unknown)}; known keys: "
+                             f"{', '.join(sorted(known))}.")
+        return cls(**values)
+
+    @classmethod
+    def load(cls, path: str | Path) -> FitConfig:
+        path = Path(path)
+        if not path.is_file():
+            raise UsageError(f"Config file {path} does not exist.")
+        try:
+            values = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as exc:
+            raise UsageError(f"Config file {path} is not valid YAML ({exc}).") from exc
+        if not isinstance(values, dict):
+            raise UsageError(f"Config file {path} must hold a mapping of keys to values.")
+        return cls.from_dict(values)
+
+
+def parse_size(text: str | int | list[int] | None) -> list[int] | None:
+    """Accept 256, "256", "192x256" or [192, 256]; return [H, W]."""
+    if text is None or text == "":
+        return None
+    if isinstance(text, int):
+        return [text, text]
+    if isinstance(text, (list, tuple)):
+        return [int(text[0]), int(text[-1])]
+    match = re.fullmatch(r"\s*(\d+)\s*(?:[xX]\s*(\d+))?\s*", str(text))
+    if not match:
+        raise UsageError(f"--size {text!r} is not a size; use N or HxW, e.g. 256 or 192x256.")
+    h = int(match.group(1))
+    w = int(match.group(2) or h)
+    if h < 8 or w < 8:
+        raise UsageError(f"--size {text!r} is too small; use at least 8 pixels per side.")
+    return [h, w]
+
+
+def parse_duration(text: str | None) -> float | None:
+    """'90s', '10m', '1h30m', '1.5h' or plain seconds -> seconds."""
+    if text is None or text == "":
+        return None
+    s = str(text).strip().lower()
+    if re.fullmatch(r"\d+(\.\d+)?", s):
+        return float(s)
+    parts = re.findall(r"(\d+(?:\.\d+)?)\s*([hms])", s)
+    if not parts or "".join(a + b for a, b in parts) != s.replace(" ", ""):
+        raise UsageError(f"--max-time {text!r} is not a duration; use e.g. 90s, 10m or 1h30m.")
+    scale = {"h": 3600.0, "m": 60.0, "s": 1.0}
+    return sum(float(a) * scale[b] for a, b in parts)

@@ -1,0 +1,1 @@
+"""Files on disk -> samples -> tensors: formats, decoding, masks, splits, transforms, cache."""

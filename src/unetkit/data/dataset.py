@@ -1,0 +1,68 @@
+"""Torch datasets over the decoded-array cache: crop/augment, then normalise."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+from torchvision import tv_tensors
+
+from unetkit.data.cache import ArrayCache
+
+
+def match_channels(image: np.ndarray, channels: int) -> np.ndarray:
+    """Make HxWxC uint8 have `channels` channels: grey repeats, RGBA drops alpha."""
+    c = image.shape[-1]
+    if c == channels:
+        return image
+    if c == 1:
+        return np.repeat(image, channels, axis=-1)
+    if channels == 1:
+        return image[..., :3].mean(axis=-1, keepdims=True).round().astype(np.uint8)
+    if c > channels:
+        return image[..., :channels]
+    return np.concatenate([image, np.repeat(image[..., -1:], channels - c, axis=-1)], axis=-1)
+
+
+def channel_stats(cache: ArrayCache, indices: list[int], channels: int,
+                  max_images: int = 64) -> tuple[list[float], list[float]]:
+    """Per-channel mean/std of the training images in [0, 1], from a seeded subsample."""
+    rng = np.random.default_rng(0)
+    chosen = indices if len(indices) <= max_images else \
+        sorted(rng.choice(indices, max_images, replace=False).tolist())
+    total = np.zeros(channels)
+    total_sq = np.zeros(channels)
+    count = 0
+    for i in chosen:
+        img = match_channels(np.asarray(cache.image(i)), channels).astype(np.float64) / 255.0
+        total += img.sum(axis=(0, 1))
+        total_sq += (img**2).sum(axis=(0, 1))
+        count += img.shape[0] * img.shape[1]
+    mean = total / count
+    std = np.sqrt(np.maximum(total_sq / count - mean**2, 1e-8))
+    return [round(float(m), 6) for m in mean], [round(max(float(s), 1e-3), 6) for s in std]
+
+
+class SegmentationDataset(Dataset):
+    """Samples `indices` of a cache; `transform` is a paired v2 transform (see transforms.py)."""
+
+    def __init__(self, cache: ArrayCache, indices: list[int], transform: torch.nn.Module,
+                 channels: int, mean: list[float], std: list[float]) -> None:
+        self.cache = cache
+        self.indices = list(indices)
+        self.transform = transform
+        self.channels = channels
+        self.mean = torch.tensor(mean, dtype=torch.float32).view(-1, 1, 1)
+        self.std = torch.tensor(std, dtype=torch.float32).view(-1, 1, 1)
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, item: int) -> tuple[torch.Tensor, torch.Tensor]:
+        i = self.indices[item]
+        image = match_channels(np.asarray(self.cache.image(i)), self.channels)
+        image = tv_tensors.Image(torch.from_numpy(image.copy()).permute(2, 0, 1))
+        mask = tv_tensors.Mask(torch.from_numpy(np.array(self.cache.mask(i))))
+        image, mask = self.transform(image, mask)
+        image = (image.as_subclass(torch.Tensor) - self.mean) / self.std
+        return image.contiguous(), mask.as_subclass(torch.Tensor).long()

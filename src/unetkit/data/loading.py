@@ -1,0 +1,79 @@
+"""One sample from disk to (HxWxC uint8 image, HxW uint8 class-index mask), checked."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from unetkit.data.formats.base import MaskSpec, Sample
+from unetkit.data.masks import to_class_index
+from unetkit.data.readers import read_image, read_raw_mask
+from unetkit.data.transforms import IGNORE
+from unetkit.errors import UnetkitError
+
+
+def mask_label(sample: Sample) -> str:
+    """Where a sample's mask comes from, for error messages."""
+    if sample.mask_rle is not None or sample.mask is None:
+        return f"The mask of {sample.image}"
+    if sample.mask_page is not None:
+        return f"{sample.mask} page {sample.mask_page}"
+    return str(sample.mask)
+
+
+def read_mask(sample: Sample, spec: MaskSpec, shape: tuple[int, int] | None = None
+              ) -> np.ndarray:
+    """The class-index mask of a sample (ignore index mapped to the internal IGNORE).
+
+    `shape` (the image's HxW, if already known) spares decoding the image again to size a
+    run-length mask.
+    """
+    if sample.mask_rle is not None:
+        from unetkit.infer.rle import rle_decode
+
+        h, w = shape or read_image(sample.image, sample.image_page).shape[:2]
+        raw = rle_decode(sample.mask_rle, (h, w),
+                         name=f"The run-length mask of {sample.image.name}")
+    elif sample.mask is None:
+        raise UnetkitError(f"{sample.image} has no mask (no mask file or run-length entry "
+                           f"matches its name).")
+    else:
+        raw = read_raw_mask(sample.mask, sample.mask_page)
+    index = to_class_index(raw, spec, mask_label(sample))
+    if spec.ignore_index is not None and spec.ignore_index != IGNORE:
+        index = np.where(index == spec.ignore_index, IGNORE, index).astype(np.uint8)
+    return index
+
+
+def resize_pair(image: np.ndarray, mask: np.ndarray | None, size: tuple[int, int]
+                ) -> tuple[np.ndarray, np.ndarray | None]:
+    """Image bilinear with antialiasing, mask nearest neighbour (never interpolate labels)."""
+    if tuple(image.shape[:2]) == tuple(size):
+        return image, mask
+    t = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)[None].float()
+    t = F.interpolate(t, size=size, mode="bilinear", antialias=True, align_corners=False)
+    image = t[0].permute(1, 2, 0).round().clamp(0, 255).to(torch.uint8).numpy()
+    if mask is not None:
+        m = torch.from_numpy(np.ascontiguousarray(mask))[None, None]
+        mask = F.interpolate(m, size=size, mode="nearest-exact")[0, 0].numpy()
+    return image, mask
+
+
+def scaled_size(shape: tuple[int, ...], scale: float | str) -> tuple[int, int]:
+    if isinstance(scale, str) and scale.startswith("stretch:"):
+        h, w = scale.split(":")[1].split("x")
+        return int(h), int(w)
+    s = float(scale)
+    return max(1, round(shape[0] * s)), max(1, round(shape[1] * s))
+
+
+def load_pair(sample: Sample, spec: MaskSpec, scale: float | str = 1.0
+              ) -> tuple[np.ndarray, np.ndarray]:
+    image = read_image(sample.image, sample.image_page)
+    mask = read_mask(sample, spec, image.shape[:2])
+    if image.shape[:2] != mask.shape[:2]:
+        raise UnetkitError(f"{mask_label(sample)} is {mask.shape[1]}x{mask.shape[0]} "
+                           f"but its image {sample.image.name} is "
+                           f"{image.shape[1]}x{image.shape[0]} (mask size mismatch).")
+    return resize_pair(image, mask, scaled_size(image.shape, scale))

@@ -1,0 +1,96 @@
+"""Data set on disk -> validated cache, mask spec, splits and channel statistics for training."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from unetkit.data.cache import ArrayCache, BadSample, build_cache
+from unetkit.data.formats import DatasetSpec, MaskSpec, open_dataset
+from unetkit.data.masks import infer_mask_spec
+from unetkit.data.readers import read_raw_mask
+from unetkit.errors import UnetkitError
+
+MASK_SAMPLE = 16
+
+
+@dataclass
+class PreparedData:
+    spec: DatasetSpec
+    mask: MaskSpec
+    cache: ArrayCache
+    bad: list[BadSample]
+
+    def index_of(self) -> dict[str, int]:
+        return {n: i for i, n in enumerate(self.cache.names)}
+
+
+def resolve_mask_spec(spec: DatasetSpec) -> MaskSpec:
+    """Decide how masks encode classes when the format leaves it to the data ('auto')."""
+    if spec.mask.kind != "auto":
+        return spec.mask
+    with_masks = [s for s in spec.samples if s.mask is not None]
+    if not with_masks:
+        raise UnetkitError(f"No masks found for the images in {spec.root} (looked for files "
+                           "with the same stems in masks/).")
+    step = max(1, len(with_masks) // MASK_SAMPLE)
+    raws, names = [], []
+    for s in with_masks[::step][:MASK_SAMPLE]:
+        try:
+            raws.append(read_raw_mask(s.mask, s.mask_page))
+            names.append(str(s.mask))
+        except UnetkitError:
+            continue  # reported by the validation pass with its file name
+    if not raws:
+        raise UnetkitError(f"None of the masks in {spec.root} could be read.")
+    return infer_mask_spec(raws, names)
+
+
+def prepare(data: str | Path, format: str = "auto", scale: float | str = 1.0,
+            skip_bad: bool = False, mask: MaskSpec | None = None,
+            **format_options: object) -> PreparedData:
+    """Open, validate and cache a data set; bad pairs stop here unless `skip_bad`."""
+    spec = open_dataset(data, format, **format_options)
+    mask_spec = mask or resolve_mask_spec(spec)
+    cache = build_cache(spec.samples, mask_spec, scale)
+    if cache.bad and not skip_bad:
+        first = cache.bad[0]
+        more = f" ({len(cache.bad) - 1} more problem(s); --skip-bad leaves them out)" \
+            if len(cache.bad) > 1 else " (--skip-bad leaves it out)"
+        raise UnetkitError(f"{first.reason.rstrip('.')}{more}.")
+    return PreparedData(spec, mask_spec, cache, cache.bad)
+
+
+def foreground_strata(cache: ArrayCache) -> list[int]:
+    """1 for images whose mask has any foreground, else 0 (for stratified splits)."""
+    return [int(np.any((np.asarray(cache.mask(i)) > 0) & (np.asarray(cache.mask(i)) != 255)))
+            for i in range(len(cache))]
+
+
+def peek_sizes(spec: DatasetSpec, limit: int = 32) -> list[tuple[int, int]]:
+    """(H, W) of a spread of images, from headers only (no full decode)."""
+    from PIL import Image
+
+    samples = spec.samples
+    step = max(1, len(samples) // limit)
+    sizes = []
+    for s in samples[::step][:limit]:
+        try:
+            if s.image.suffix.lower() in (".tif", ".tiff"):
+                import tifffile
+
+                with tifffile.TiffFile(s.image) as tif:
+                    shape = tif.pages[s.image_page or 0].shape
+                    sizes.append((int(shape[0]), int(shape[1])) if len(shape) == 2 or
+                                 shape[-1] <= 4 else (int(shape[1]), int(shape[2])))
+            else:
+                with Image.open(s.image) as im:
+                    sizes.append((im.height, im.width))
+        except Exception:  # noqa: BLE001 — unreadable files are reported by the validation pass
+            continue
+    if not sizes:
+        raise UnetkitError(f"None of the images in {spec.root} could be read "
+                           f"(first: {samples[0].image}).")
+    return sizes

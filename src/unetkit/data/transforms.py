@@ -1,0 +1,65 @@
+"""Paired image/mask augmentation with torchvision.transforms.v2 and tv_tensors.Mask.
+
+Every geometric change applies identically to image and mask; masks always resample nearest
+and areas that a rotation or shift uncovers are filled with the ignore value, so the loss
+never learns from invented pixels. Photometric changes touch the image only.
+"""
+
+from __future__ import annotations
+
+import torch
+from torchvision import tv_tensors
+from torchvision.transforms import v2
+
+from unetkit.errors import UsageError
+
+IGNORE = 255  # internal ignore value in class-index masks
+AUGMENTS = ("none", "default", "strong")
+
+
+class RandomGamma(torch.nn.Module):
+    """Image-only gamma change on float images in [0, 1]."""
+
+    def __init__(self, low: float = 0.7, high: float = 1.5, p: float = 0.3) -> None:
+        super().__init__()
+        self.low, self.high, self.p = low, high, p
+
+    def forward(self, image: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        if torch.rand(()) < self.p:
+            gamma = float(torch.empty(()).uniform_(self.low, self.high))
+            image = tv_tensors.wrap(image.clamp(0, 1).pow(gamma), like=image)
+        return image, mask
+
+
+def _crop(size: list[int], train: bool) -> list[torch.nn.Module]:
+    fill = {tv_tensors.Image: 0, tv_tensors.Mask: IGNORE}
+    if train:
+        return [v2.RandomCrop(size, pad_if_needed=True, fill=fill, padding_mode="constant")]
+    return []
+
+
+def build_transforms(size: list[int], augment: str = "default", train: bool = True,
+                     grey: bool = False) -> v2.Compose:
+    """Crop/pad to the patch size, then augment (training) and convert to float in [0, 1]."""
+    if augment not in AUGMENTS:
+        raise UsageError(f"--augment {augment!r} is unknown; choose one of {', '.join(AUGMENTS)}.")
+    fill = {tv_tensors.Image: 0, tv_tensors.Mask: IGNORE}
+    ops: list[torch.nn.Module] = list(_crop(size, train))
+    if train and augment != "none":
+        strong = augment == "strong"
+        ops += [v2.RandomHorizontalFlip(), v2.RandomVerticalFlip()]
+        ops.append(v2.RandomApply([v2.RandomAffine(
+            degrees=30 if strong else 15, translate=(0.1, 0.1) if strong else (0.05, 0.05),
+            scale=(0.75, 1.3) if strong else (0.9, 1.1), fill=fill)], p=0.5 if strong else 0.3))
+        if strong:
+            ops.append(v2.RandomApply([v2.ElasticTransform(alpha=30.0, sigma=5.0, fill=fill)],
+                                      p=0.3))
+        jitter = 0.3 if strong else 0.15
+        ops.append(v2.ColorJitter(brightness=jitter, contrast=jitter,
+                                  saturation=0 if grey else jitter))
+    ops.append(v2.ToDtype({tv_tensors.Image: torch.float32, tv_tensors.Mask: torch.int64},
+                          scale=True))
+    if train and augment == "strong":
+        ops += [RandomGamma(), v2.RandomApply([v2.GaussianBlur(5, sigma=(0.1, 1.5))], p=0.2),
+                v2.RandomApply([v2.GaussianNoise(sigma=0.03)], p=0.3)]
+    return v2.Compose(ops)

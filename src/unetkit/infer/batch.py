@@ -1,0 +1,98 @@
+"""Predict many files: expand inputs, write masks/overlays/probabilities, skip bad files."""
+
+from __future__ import annotations
+
+import glob
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from unetkit.data.formats.base import IMAGE_EXTENSIONS
+from unetkit.data.readers import read_image
+from unetkit.errors import UnetkitError
+from unetkit.infer.overlay import colorize, overlay
+from unetkit.infer.predict import Predictor
+from unetkit.io_utils import atomic_path
+from unetkit.progress import progress
+
+
+@dataclass
+class BatchResult:
+    written: list[Path] = field(default_factory=list)
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+
+
+def expand_inputs(inputs: list[str]) -> list[Path]:
+    """Files, folders (their images, sorted) and glob patterns -> image paths."""
+    found: list[Path] = []
+    for item in inputs:
+        p = Path(item)
+        if p.is_dir():
+            images = sorted(q for q in p.iterdir() if q.suffix.lower() in IMAGE_EXTENSIONS)
+            if not images:
+                raise UnetkitError(f"No images ({', '.join(IMAGE_EXTENSIONS)}) found in {p}.")
+            found += images
+        elif p.is_file():
+            found.append(p)
+        elif any(ch in item for ch in "*?["):
+            matches = sorted(Path(m) for m in glob.glob(item, recursive=True)
+                             if Path(m).is_file())
+            if not matches:
+                raise UnetkitError(f"The pattern {item} matches no files.")
+            found += matches
+        else:
+            raise UnetkitError(f"Input {item} does not exist.")
+    return found
+
+
+def save_png(array: np.ndarray, path: Path) -> None:
+    with atomic_path(path) as tmp:
+        Image.fromarray(array).save(tmp, format="PNG")
+
+
+def predict_files(predictor: Predictor, paths: list[Path], out: Path, threshold: float = 0.5,
+                  write_overlay: bool = False, probabilities: str | None = None,
+                  palette: bool = False, postprocess=None, rle_writer=None,
+                  quiet: bool = False) -> BatchResult:
+    """Write one mask per input at its original size; a bad file is reported and skipped."""
+    out.mkdir(parents=True, exist_ok=True)
+    result = BatchResult()
+    names = predictor.class_names
+    for path in progress(paths, total=len(paths), desc="Predicting", disable=quiet or
+                         len(paths) < 2):
+        try:
+            image = read_image(path)
+            probs = predictor.probabilities(image, name=str(path))
+        except UnetkitError as exc:
+            result.skipped.append((str(path), str(exc)))
+            print(f"skipped: {exc}", file=sys.stderr)
+            continue
+        mask = predictor.mask_from_probabilities(probs, threshold)
+        if postprocess is not None:
+            mask = postprocess(mask)
+        stem = path.stem
+        if palette:
+            encoded = colorize(mask, len(names))
+        elif predictor.binary:
+            encoded = mask * 255
+        else:
+            encoded = mask
+        save_png(encoded.astype(np.uint8), out / f"{stem}.png")
+        result.written.append(out / f"{stem}.png")
+        if write_overlay:
+            save_png(overlay(image, mask, names), out / f"{stem}_overlay.png")
+        if probabilities == "npy":
+            with atomic_path(out / f"{stem}_prob.npy") as tmp, open(tmp, "wb") as f:
+                np.save(f, probs.astype(np.float16))
+        elif probabilities == "tiff":
+            import tifffile
+
+            with atomic_path(out / f"{stem}_prob.tif") as tmp:
+                tifffile.imwrite(tmp, np.round(probs * 65535).astype(np.uint16),
+                                 photometric="minisblack")
+        if rle_writer is not None:
+            rle_writer.write(path.name, (mask > 0).astype(np.uint8))
+    return result

@@ -1,0 +1,130 @@
+"""From an image on disk to class probabilities and a mask at the image's own size.
+
+The model is run at the scale it was trained at (the artifact records it), whole-image when
+the image is small enough and by overlapping tiles otherwise, optionally averaged over flips
+(TTA); probabilities are resized back to the original size before thresholding.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from unetkit.data.dataset import match_channels
+from unetkit.device import autocast_context, pick_device
+from unetkit.errors import UnetkitError
+from unetkit.infer.tiling import sliding_window
+
+WHOLE_IMAGE_PIXELS = 1024 * 1024  # above this, predict by tiles to bound memory
+
+
+def tta_transforms(square: bool) -> list[tuple[Callable, Callable]]:
+    """(forward, inverse) pairs: identity, flips, and 90-degree rotations for square tiles."""
+    ops = [(lambda t: t, lambda t: t),
+           (lambda t: t.flip(-1), lambda t: t.flip(-1)),
+           (lambda t: t.flip(-2), lambda t: t.flip(-2)),
+           (lambda t: t.flip(-1, -2), lambda t: t.flip(-1, -2))]
+    if square:
+        ops += [(lambda t: t.rot90(1, (-2, -1)), lambda t: t.rot90(-1, (-2, -1))),
+                (lambda t: t.rot90(-1, (-2, -1)), lambda t: t.rot90(1, (-2, -1)))]
+    return ops
+
+
+class Predictor:
+    """Runs one model on numpy images; holds the device, tiling and TTA choices."""
+
+    def __init__(self, model: nn.Module, device: str | torch.device | None = None,
+                 tile: int | None = None, overlap: float = 0.25, tta: bool = False,
+                 batch_size: int = 4, precision: str = "auto") -> None:
+        self.device = pick_device(device)
+        self.model = model.to(self.device).eval()
+        self.meta = dict(getattr(model, "unetkit_meta", {}) or {})
+        self.binary = bool(self.meta.get("binary", True))
+        self.class_names: list[str] = self.meta.get("class_names", ["background", "foreground"])
+        self.channels = int(self.meta.get("in_channels", 3))
+        norm = self.meta.get("normalization") or {}
+        self.mean = torch.tensor(norm.get("mean", [0.5] * self.channels)).view(-1, 1, 1)
+        self.std = torch.tensor(norm.get("std", [0.25] * self.channels)).view(-1, 1, 1)
+        self.tile = tile
+        self.overlap, self.tta, self.batch_size = overlap, tta, batch_size
+        self.precision = precision
+        self.margin_fn = getattr(model, "output_margin", None)
+
+    @property
+    def out_channels(self) -> int:
+        return 1 if self.binary else len(self.class_names)
+
+    def _prepare(self, image: np.ndarray, name: str) -> torch.Tensor:
+        if image.ndim == 2:
+            image = image[..., None]
+        c = image.shape[-1]
+        if c != self.channels and not (c == 1 or (c in (3, 4) and self.channels in (1, 3))):
+            raise UnetkitError(f"{name} has {c} channels but the model expects {self.channels}.")
+        image = match_channels(image, self.channels)
+        t = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).float() / 255.0
+        return (t - self.mean) / self.std
+
+    def _working_size(self, h: int, w: int) -> tuple[int, int]:
+        scale = self.meta.get("scale", 1.0)
+        if isinstance(scale, str) and scale.startswith("stretch:"):
+            sh, sw = scale.split(":")[1].split("x")
+            return int(sh), int(sw)
+        s = float(scale)
+        return max(1, round(h * s)), max(1, round(w * s))
+
+    @torch.inference_mode()
+    def _forward(self, batch: torch.Tensor) -> torch.Tensor:
+        batch = batch.to(self.device).contiguous(memory_format=torch.channels_last)
+        outs = []
+        ops = tta_transforms(batch.shape[-1] == batch.shape[-2]) if self.tta else \
+            tta_transforms(False)[:1]
+        for fwd, inv in ops:
+            with autocast_context(self.device, self.precision):
+                logits = self.model(fwd(batch))
+            logits = inv(logits.float())
+            outs.append(torch.sigmoid(logits) if self.binary else torch.softmax(logits, 1))
+        return torch.stack(outs).mean(0).cpu()
+
+    def probabilities(self, image: np.ndarray, name: str = "image") -> np.ndarray:
+        """K x H x W float32 at the input's size (K = 1 foreground channel for binary models)."""
+        h, w = image.shape[:2]
+        x = self._prepare(image, name)
+        wh, ww = self._working_size(h, w)
+        if (wh, ww) != (h, w):
+            x = F.interpolate(x[None], size=(wh, ww), mode="bilinear", antialias=True,
+                              align_corners=False)[0]
+        margin = 0
+        tile = self.tile
+        if self.margin_fn is not None:  # valid-padding model: always overlap-tile
+            size = self.meta.get("input_size") or [572, 572]
+            tile = tile or int(size[0])
+            margin = int(self.margin_fn(tile))
+        if tile is None and wh * ww <= WHOLE_IMAGE_PIXELS:
+            probs = self._forward(x[None])[0]
+        else:
+            tile = tile or 512
+            probs = sliding_window(self._forward, x, (tile, tile), overlap=self.overlap,
+                                   batch_size=self.batch_size, out_channels=self.out_channels,
+                                   margin=margin)
+        if (wh, ww) != (h, w):
+            probs = F.interpolate(probs[None], size=(h, w), mode="bilinear",
+                                  align_corners=False)[0]
+        return probs.numpy().astype(np.float32)
+
+    def mask_from_probabilities(self, probs: np.ndarray, threshold: float = 0.5) -> np.ndarray:
+        if self.binary:
+            return (probs[0] > threshold).astype(np.uint8)
+        return probs.argmax(0).astype(np.uint8)
+
+    def predict(self, image: np.ndarray, threshold: float = 0.5, name: str = "image") -> np.ndarray:
+        return self.mask_from_probabilities(self.probabilities(image, name), threshold)
+
+
+def default_tile(meta: dict) -> int | None:
+    size = meta.get("input_size")
+    return None if not size else int(2 ** math.ceil(math.log2(max(size))))

@@ -1,0 +1,1 @@
+"""The U-Net family, the registry that builds it by name, and the on-disk artifact."""

@@ -1,0 +1,100 @@
+"""The model artifact: config.json + model.safetensors, rebuilt with no pickle involved.
+
+config.json carries what inference needs besides weights: architecture and options, class
+names, whether the task is binary (one logit channel), the input normalisation and the
+training input size and resize mode.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from unetkit.errors import UnetkitError
+from unetkit.io_utils import atomic_path, atomic_write_text
+from unetkit.models.registry import build_model
+
+CONFIG_NAME = "config.json"
+WEIGHTS_NAME = "model.safetensors"
+FORMAT_VERSION = 1
+
+
+def default_meta(model: nn.Module) -> dict[str, Any]:
+    opts = model.unetkit_arch["options"]
+    classes = int(opts.get("classes", 1))
+    n = 2 if classes == 1 else classes
+    return {
+        "class_names": ["background", "foreground"] if n == 2 else [f"class_{i}" for i in range(n)],
+        "binary": classes == 1,
+        "ignore_index": None,
+        "in_channels": int(opts.get("in_channels", 3)),
+        # a pretrained encoder fixes its own input statistics
+        "normalization": getattr(model, "input_normalization", None)
+        or {"mean": [0.5] * int(opts.get("in_channels", 3)),
+            "std": [0.25] * int(opts.get("in_channels", 3))},
+        "input_size": None,
+        "resize": "resize",
+    }
+
+
+def save_model(model: nn.Module, directory: str | Path, meta: dict[str, Any] | None = None) -> Path:
+    """Write the artifact; each file lands atomically so a crash leaves the old one intact."""
+    if not hasattr(model, "unetkit_arch"):
+        raise UnetkitError("Only models built with unetkit.build_model can be saved as artifacts.")
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    meta = {**default_meta(model), **(getattr(model, "unetkit_meta", None) or {}), **(meta or {})}
+    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    with atomic_path(directory / WEIGHTS_NAME) as tmp:
+        save_file(state, str(tmp), metadata={"format": "pt"})
+    config = {"format_version": FORMAT_VERSION, "architecture": model.unetkit_arch, **meta}
+    atomic_write_text(directory / CONFIG_NAME, json.dumps(config, indent=1))
+    return directory
+
+
+def find_artifact(path: str | Path) -> Path:
+    """A run directory or an artifact directory -> the artifact directory."""
+    path = Path(path)
+    if not path.exists():
+        raise UnetkitError(f"Model path {path} does not exist.")
+    for candidate in (path, path / "model"):
+        if (candidate / CONFIG_NAME).is_file():
+            return candidate
+    raise UnetkitError(f"{path} is not a model: no {CONFIG_NAME} in it or in {path / 'model'}.")
+
+
+def load_model(path: str | Path, map_location: str | torch.device = "cpu") -> nn.Module:
+    """Rebuild a model from a run directory or artifact directory, in eval mode."""
+    directory = find_artifact(path)
+    try:
+        config = json.loads((directory / CONFIG_NAME).read_text())
+        arch = config["architecture"]
+        name, options = arch["name"], arch["options"]
+    except (json.JSONDecodeError, KeyError, TypeError) as exc:
+        raise UnetkitError(f"{directory / CONFIG_NAME} is damaged ({exc}).") from exc
+    weights = directory / WEIGHTS_NAME
+    if not weights.is_file():
+        raise UnetkitError(f"{weights} is missing; the model artifact is incomplete.")
+    try:
+        state = load_file(str(weights), device=str(map_location))
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise UnetkitError(f"{weights} is damaged ({exc}).") from exc
+    options = {k: v for k, v in options.items() if k not in ("encoder_weights",)}
+    model = build_model(name, **options, **({"encoder_weights": None}
+                                            if "encoder_weights" in arch["options"] else {}))
+    model.unetkit_arch = arch
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as exc:
+        first = str(exc).split("\n")[1].strip() if "\n" in str(exc) else str(exc)
+        raise UnetkitError(f"{weights} does not match the architecture in "
+                           f"{directory / CONFIG_NAME} ({first}).") from exc
+    model.unetkit_meta = {k: v for k, v in config.items()
+                          if k not in ("architecture", "format_version")}
+    return model.eval()

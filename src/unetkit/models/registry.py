@@ -1,0 +1,76 @@
+"""Every model by name: `build_model(name, **options)` and the table `unetkit models` prints."""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from torch import nn
+
+from unetkit.errors import UsageError
+
+
+@dataclass
+class ModelEntry:
+    name: str
+    builder: Callable[..., nn.Module]
+    description: str
+    defaults: dict[str, Any] = field(default_factory=dict)
+    reference: dict[str, Any] = field(default_factory=lambda: {"in_channels": 3, "classes": 1})
+
+
+REGISTRY: dict[str, ModelEntry] = {}
+
+
+def register(name: str, builder: Callable[..., nn.Module], description: str,
+             reference: dict[str, Any] | None = None, **defaults: Any) -> None:
+    REGISTRY[name] = ModelEntry(name, builder, description, defaults,
+                                reference or {"in_channels": 3, "classes": 1})
+
+
+def _ensure_loaded() -> None:
+    if not REGISTRY:
+        import unetkit.models.zoo  # noqa: F401  (registers the models)
+
+
+def model_names() -> list[str]:
+    _ensure_loaded()
+    return list(REGISTRY)
+
+
+def get_entry(name: str) -> ModelEntry:
+    _ensure_loaded()
+    if name not in REGISTRY:
+        raise UsageError(f"--model {name!r} is unknown; choose one of {', '.join(REGISTRY)} "
+                         "(see `unetkit models`).")
+    return REGISTRY[name]
+
+
+def resolve_options(name: str, **options: Any) -> dict[str, Any]:
+    """The full option set a model is built with: builder signature < preset < user."""
+    entry = get_entry(name)
+    sig = inspect.signature(entry.builder)
+    resolved = {k: p.default for k, p in sig.parameters.items()
+                if p.default is not inspect.Parameter.empty}
+    resolved.update(entry.defaults)
+    accepted = set(sig.parameters)
+    unknown = sorted(set(options) - accepted)
+    if unknown:
+        raise UsageError(f"Model {name!r} has no option(s) {', '.join(unknown)}; it accepts "
+                         f"{', '.join(sorted(accepted))}.")
+    resolved.update(options)
+    return resolved
+
+
+def build_model(name: str, **options: Any) -> nn.Module:
+    """Build a registered model; the resolved options ride along for saving as an artifact."""
+    resolved = resolve_options(name, **options)
+    model = get_entry(name).builder(**resolved)
+    model.unetkit_arch = {"name": name, "options": resolved}
+    return model
+
+
+def count_parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())

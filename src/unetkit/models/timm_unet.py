@@ -1,0 +1,205 @@
+"""U-Net on any timm backbone, with segmentation_models_pytorch's Unet decoder.
+
+The decoder mirrors `smp.Unet` (0.6) module for module, so the two have the same parameters
+and state-dict names (ours: `encoder.*`, smp's: `encoder.model.*`): five blocks of nearest x2
+upsampling, concatenation with the encoder map at that stride (none at stride 1, and none at
+stride 2 for backbones whose first map is at stride 4), then two Conv-BN-ReLU, with channels
+(256, 128, 64, 32, 16), and a 3x3 segmentation head.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import huggingface_hub
+import timm
+import torch
+import torch.nn.functional as F
+from timm.data import resolve_model_data_config
+from torch import nn
+
+from unetkit.errors import UnetkitError, UsageError
+from unetkit.models.encoders import (
+    LOAD_ERRORS,
+    PretrainedEncoderUNet,
+    channel_stats,
+    read_state_dict,
+    short_reason,
+    weights_choice,
+)
+from unetkit.models.layers import pad_to_multiple
+
+DECODER_CHANNELS = (256, 128, 64, 32, 16)
+SKIP_REDUCTIONS = (16, 8, 4, 2, 1)  # target stride of each decoder block
+HEAD_REDUCTION = 32
+HF_FILES = ("model.safetensors", "pytorch_model.bin")
+
+
+def feature_plan(encoder: str) -> tuple[list[int], list[int], list[int]]:
+    """(out_indices, reductions, channels): the deepest feature map at each stride 2..32."""
+    if not timm.is_model(encoder):
+        raise UsageError(f"--encoder {encoder!r} is not a timm model; see "
+                         "timm.list_models() for names such as resnet34 or mobilenetv2_100.")
+    try:
+        with torch.device("meta"):
+            info = timm.create_model(encoder, pretrained=False).feature_info
+    except Exception:  # some models cannot be built on the meta device
+        info = timm.create_model(encoder, pretrained=False).feature_info
+    best: dict[int, int] = {}
+    for i, f in enumerate(info):
+        if f["reduction"] in (2, 4, 8, 16, HEAD_REDUCTION):
+            best[f["reduction"]] = i
+    if HEAD_REDUCTION not in best:
+        raise UsageError(f"--encoder {encoder!r} has no stride-32 feature map (its strides are "
+                         f"{sorted({f['reduction'] for f in info})}); pick a CNN backbone such "
+                         "as resnet34.")
+    indices = sorted(best.values())
+    return indices, [info[i]["reduction"] for i in indices], [info[i]["num_chs"] for i in indices]
+
+
+def imagenet_weights_file(encoder: str) -> str:
+    """A cached copy of timm's default pretrained weights, from the HF or torch hub cache."""
+    cfg = timm.models.get_pretrained_cfg(encoder)
+    if cfg is None or not (cfg.hf_hub_id or cfg.url):
+        raise UnetkitError(f"timm has no pretrained weights for encoder {encoder!r}; pass "
+                           "--encoder-weights none or a weights file.")
+    if cfg.hf_hub_id:
+        repo, _, revision = cfg.hf_hub_id.partition("@")
+        for name in ((cfg.hf_hub_filename,) if cfg.hf_hub_filename else HF_FILES):
+            found = huggingface_hub.try_to_load_from_cache(
+                repo, name, cache_dir=huggingface_hub.constants.HF_HUB_CACHE,
+                revision=revision or None)
+            if isinstance(found, str):
+                return found
+    if cfg.url:
+        path = Path(torch.hub.get_dir()) / "checkpoints" / cfg.url.rsplit("/", 1)[-1]
+        if path.is_file():
+            return str(path)
+        where = f"put {path.name} (from {cfg.url}) at {path}"
+    else:
+        where = (f"put {HF_FILES[0]} from https://huggingface.co/{cfg.hf_hub_id} in the Hugging "
+                 f"Face cache ({huggingface_hub.constants.HF_HUB_CACHE}, e.g. `hf download "
+                 f"{cfg.hf_hub_id}` on a connected machine)")
+    raise UnetkitError(f"ImageNet weights for timm encoder {encoder!r} are not on this machine "
+                       f"and unetkit never downloads them: {where}, or pass --encoder-weights "
+                       "none to start from random weights.")
+
+
+@contextmanager
+def missing_keys_report() -> Iterator[list[str]]:
+    """Collect the keys timm reports missing while loading pretrained weights.
+
+    For features_only models timm loads non-strictly (the classifier is dropped), so a file
+    for another architecture would otherwise load nothing and say so only in a log line.
+    """
+    missing: list[str] = []
+
+    class Collect(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            message = record.getMessage()
+            if message.startswith("Missing keys ("):
+                missing.extend(message[len("Missing keys ("):].split(")", 1)[0].split(", "))
+
+    logger = logging.getLogger("timm.models._builder")
+    handler, level, propagate = Collect(), logger.level, logger.propagate
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    logger.propagate = False  # its info lines and the expected "Unexpected keys" warning
+    try:
+        yield missing
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+        logger.propagate = propagate
+
+
+class Conv2dReLU(nn.Sequential):
+    def __init__(self, in_ch: int, out_ch: int) -> None:
+        super().__init__(nn.Conv2d(in_ch, out_ch, 3, padding=1, bias=False),
+                         nn.BatchNorm2d(out_ch), nn.ReLU(inplace=True))
+
+
+class DecoderBlock(nn.Module):
+    def __init__(self, in_ch: int, skip_ch: int, out_ch: int) -> None:
+        super().__init__()
+        self.conv1 = Conv2dReLU(in_ch + skip_ch, out_ch)
+        self.conv2 = Conv2dReLU(out_ch, out_ch)
+
+    def forward(self, x: torch.Tensor, size: tuple[int, int],
+                skip: torch.Tensor | None = None) -> torch.Tensor:
+        x = F.interpolate(x, size=size, mode="nearest")
+        if skip is not None:
+            x = torch.cat([x, skip], dim=1)
+        return self.conv2(self.conv1(x))
+
+
+class UnetDecoder(nn.Module):
+    def __init__(self, head_ch: int, skip_channels: list[int]) -> None:
+        super().__init__()
+        ins = (head_ch, *DECODER_CHANNELS[:-1])
+        self.blocks = nn.ModuleList(DecoderBlock(i, s, o) for i, s, o in
+                                    zip(ins, skip_channels, DECODER_CHANNELS, strict=True))
+
+
+class TimmUNet(PretrainedEncoderUNet):
+    def __init__(self, in_channels: int = 3, classes: int = 1, encoder: str = "resnet34",
+                 encoder_weights: str | None = "imagenet", freeze_encoder: bool = False) -> None:
+        super().__init__()
+        indices, self.reductions, channels = feature_plan(encoder)
+        weights = weights_choice(encoder_weights)
+        kwargs: dict = {"features_only": True, "out_indices": tuple(indices),
+                        "in_chans": in_channels, "pretrained": weights is not None}
+        if weights is not None:
+            file = imagenet_weights_file(encoder) if weights == "imagenet" else weights
+            read_state_dict(file)  # a damaged file gets the same message as everywhere else
+            kwargs["pretrained_cfg_overlay"] = {"file": file}
+        try:
+            with missing_keys_report() as missing:
+                self.encoder = timm.create_model(encoder, **kwargs)
+        except LOAD_ERRORS as exc:
+            raise UnetkitError(f"{kwargs['pretrained_cfg_overlay']['file']} could not be loaded "
+                               f"as {encoder} weights ({short_reason(exc)}).") from exc
+        if missing:
+            raise UnetkitError(f"{kwargs['pretrained_cfg_overlay']['file']} could not be loaded "
+                               f"as {encoder} weights (it lacks {len(missing)} of the encoder's "
+                               f"tensors, e.g. {missing[0]}).")
+        self.channels_last_features = getattr(self.encoder, "output_fmt", "NCHW") == "NHWC"
+        by_reduction = dict(zip(self.reductions, channels, strict=True))
+        self.decoder = UnetDecoder(by_reduction[HEAD_REDUCTION],
+                                   [by_reduction.get(r, 0) if r > 1 else 0
+                                    for r in SKIP_REDUCTIONS])
+        self.segmentation_head = nn.Sequential(nn.Conv2d(DECODER_CHANNELS[-1], classes, 3,
+                                                         padding=1))
+        self._init_like_smp()
+        data = resolve_model_data_config(self.encoder)
+        self.input_normalization = channel_stats(list(data["mean"]), list(data["std"]),
+                                                 in_channels)
+        self.set_encoder_trainable(not freeze_encoder)
+
+    def _init_like_smp(self) -> None:
+        """smp's initialisation, so training curves are comparable with smp.Unet."""
+        for m in self.decoder.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_uniform_(m.weight, mode="fan_in", nonlinearity="relu")
+            elif isinstance(m, nn.BatchNorm2d):
+                nn.init.ones_(m.weight)
+                nn.init.zeros_(m.bias)
+        head = self.segmentation_head[0]
+        nn.init.xavier_uniform_(head.weight)
+        nn.init.zeros_(head.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x, (h, w) = pad_to_multiple(x, HEAD_REDUCTION)
+        feats = self.encoder(x)
+        if self.channels_last_features:
+            feats = [f.permute(0, 3, 1, 2) for f in feats]
+        by_reduction = dict(zip(self.reductions, feats, strict=True))
+        y = by_reduction[HEAD_REDUCTION]
+        ph, pw = x.shape[-2:]
+        for block, r in zip(self.decoder.blocks, SKIP_REDUCTIONS, strict=True):
+            skip = by_reduction.get(r) if r > 1 else None
+            y = block(y, (ph // r, pw // r), skip)
+        return self.segmentation_head(y)[..., :h, :w]

@@ -1,0 +1,65 @@
+"""The classic same-padding U-Net, as the Keras/R `unet` package builds it.
+
+Per level two 3x3 'same' convolutions with ReLU, 2x2 max-pooling, filters doubling per level,
+dropout before the bottleneck, 2x2 stride-2 transposed-convolution upsampling, concatenation
+with the matching encoder map, and a 1x1 output convolution. With 3 input channels, 1 class
+and no normalisation it has 31,031,745 parameters.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from unetkit.errors import UsageError
+from unetkit.models.layers import DoubleConv, pad_to_multiple
+
+UPSAMPLES = ("transpose", "bilinear")
+
+
+class UNet(nn.Module):
+    def __init__(self, in_channels: int = 3, classes: int = 1, filters: int = 64, depth: int = 4,
+                 dropout: float = 0.5, norm: str = "none", upsample: str = "transpose") -> None:
+        super().__init__()
+        if upsample not in UPSAMPLES:
+            raise UsageError(f"upsample {upsample!r} is unknown; choose one of "
+                             f"{', '.join(UPSAMPLES)}.")
+        if depth < 1 or filters < 1:
+            raise UsageError(f"depth ({depth}) and filters ({filters}) must be at least 1.")
+        self.depth = depth
+        widths = [filters * 2**i for i in range(depth + 1)]
+        self.down = nn.ModuleList()
+        ch = in_channels
+        for w in widths[:-1]:
+            self.down.append(DoubleConv(ch, w, norm))
+            ch = w
+        self.pool = nn.MaxPool2d(2)
+        self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
+        self.bottleneck = DoubleConv(ch, widths[-1], norm)
+        self.up = nn.ModuleList()
+        self.up_conv = nn.ModuleList()
+        ch = widths[-1]
+        for w in reversed(widths[:-1]):
+            if upsample == "transpose":
+                self.up.append(nn.ConvTranspose2d(ch, w, 2, stride=2))
+            else:
+                self.up.append(nn.Sequential(
+                    nn.Upsample(scale_factor=2, mode="bilinear", align_corners=False),
+                    nn.Conv2d(ch, w, 1)))
+            self.up_conv.append(DoubleConv(2 * w, w, norm))
+            ch = w
+        self.head = nn.Conv2d(ch, classes, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x, (h, w) = pad_to_multiple(x, 2**self.depth)
+        skips = []
+        for i, block in enumerate(self.down):
+            x = block(x)
+            if i == len(self.down) - 1:
+                x = self.dropout(x)
+            skips.append(x)
+            x = self.pool(x)
+        x = self.bottleneck(x)
+        for up, conv, skip in zip(self.up, self.up_conv, reversed(skips), strict=True):
+            x = conv(torch.cat([up(x), skip], dim=1))
+        return self.head(x)[..., :h, :w]

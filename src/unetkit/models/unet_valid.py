@@ -1,0 +1,110 @@
+"""The original U-Net (Ronneberger et al., 2015) with unpadded ("valid") convolutions.
+
+Every 3x3 convolution loses a pixel per side, so the output is smaller than the input (572 in,
+388 out at depth 4), encoder maps are centre-cropped before concatenation, and only some input
+sizes work: each map reaching a 2x2 max-pool must have an even size. The model never pads;
+tiled inference and training use `output_margin` to line masks up with the output window.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from unetkit.errors import UsageError
+from unetkit.models.layers import DoubleConv
+
+
+def _output_size(size: int, depth: int) -> int | None:
+    """Output size for an input size, or None when the size does not fit."""
+    for _ in range(depth):
+        size -= 4
+        if size <= 0 or size % 2:
+            return None
+        size //= 2
+    size -= 4
+    if size <= 0:
+        return None
+    for _ in range(depth):
+        size = 2 * size - 4
+        if size <= 0:
+            return None
+    return size
+
+
+def nearest_valid_sizes(size: int, depth: int = 4) -> tuple[int | None, int]:
+    """(largest valid input <= size or None if there is none, smallest valid input >= size)."""
+    smaller = next((s for s in range(size, 0, -1) if _output_size(s, depth)), None)
+    larger = next(s for s in range(max(size, 1), size + 2**depth * 64)
+                  if _output_size(s, depth))
+    return smaller, larger
+
+
+def _size_error(size: int, depth: int, what: str) -> UsageError:
+    smaller, larger = nearest_valid_sizes(size, depth)
+    options = f"{smaller} or {larger}" if smaller else f"{larger} or more"
+    return UsageError(f"unet-valid (depth {depth}) cannot take {what} of {size} pixels; the "
+                      f"nearest sizes it accepts are {options}.")
+
+
+def valid_output_size(input_size: int, depth: int = 4) -> int:
+    """Output side length for an input side length (572 -> 388 at depth 4)."""
+    out = _output_size(input_size, depth)
+    if out is None:
+        raise _size_error(input_size, depth, "an input size")
+    return out
+
+
+class UNetValid(nn.Module):
+    def __init__(self, in_channels: int = 3, classes: int = 1, filters: int = 64, depth: int = 4,
+                 dropout: float = 0.5, norm: str = "none") -> None:
+        super().__init__()
+        if depth < 1 or filters < 1:
+            raise UsageError(f"depth ({depth}) and filters ({filters}) must be at least 1.")
+        self.depth = depth
+        widths = [filters * 2**i for i in range(depth + 1)]
+        self.down = nn.ModuleList()
+        ch = in_channels
+        for w in widths[:-1]:
+            self.down.append(DoubleConv(ch, w, norm, padding=0))
+            ch = w
+        self.pool = nn.MaxPool2d(2)
+        self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
+        self.bottleneck = DoubleConv(ch, widths[-1], norm, padding=0)
+        self.up = nn.ModuleList()
+        self.up_conv = nn.ModuleList()
+        ch = widths[-1]
+        for w in reversed(widths[:-1]):
+            self.up.append(nn.ConvTranspose2d(ch, w, 2, stride=2))
+            self.up_conv.append(DoubleConv(2 * w, w, norm, padding=0))
+            ch = w
+        self.head = nn.Conv2d(ch, classes, 1)
+
+    def output_size(self, input_size: int) -> int:
+        return valid_output_size(input_size, self.depth)
+
+    def output_margin(self, input_size: int) -> int:
+        """Pixels lost on each side (92 for 572 at depth 4): the output covers the input's
+        centre window [margin, input_size - margin)."""
+        return (input_size - valid_output_size(input_size, self.depth)) // 2
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h, w = x.shape[-2:]
+        for size, what in ((h, "an input height"), (w, "an input width")):
+            if _output_size(int(size), self.depth) is None:
+                raise _size_error(int(size), self.depth, what)
+        skips = []
+        for i, block in enumerate(self.down):
+            x = block(x)
+            if i == len(self.down) - 1:
+                x = self.dropout(x)
+            skips.append(x)
+            x = self.pool(x)
+        x = self.bottleneck(x)
+        for up, conv, skip in zip(self.up, self.up_conv, reversed(skips), strict=True):
+            x = up(x)
+            dh = (skip.shape[-2] - x.shape[-2]) // 2
+            dw = (skip.shape[-1] - x.shape[-1]) // 2
+            skip = skip[..., dh:dh + x.shape[-2], dw:dw + x.shape[-1]]
+            x = conv(torch.cat([skip, x], dim=1))
+        return self.head(x)

@@ -1,0 +1,1 @@
+"""Pictures people look at: training curves, prediction grids."""

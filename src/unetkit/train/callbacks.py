@@ -1,0 +1,109 @@
+"""Callbacks that write the run directory: artifact, metrics.csv, image grids, atomic ckpts."""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+import os
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+from lightning.pytorch.plugins.io import TorchCheckpointIO
+
+from unetkit.io_utils import atomic_path, atomic_write_text
+from unetkit.models.artifact import save_model
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Write each checkpoint to a temp file and rename: a kill never leaves a torn file."""
+
+    def save_checkpoint(self, checkpoint: dict[str, Any], path: Any,
+                        storage_options: Any | None = None) -> None:
+        with atomic_path(path) as tmp:
+            buffer = io.BytesIO()
+            torch.save(checkpoint, buffer)
+            with open(tmp, "wb") as f:
+                f.write(buffer.getvalue())
+                f.flush()
+                os.fsync(f.fileno())
+
+
+class ArtifactOnBest(L.Callback):
+    """Save the model artifact whenever the monitored validation metric improves."""
+
+    def __init__(self, directory: Path, monitor: str, meta: dict[str, Any], mode: str = "max"):
+        self.directory, self.monitor, self.meta, self.mode = directory, monitor, meta, mode
+        self.best: float | None = None
+
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.sanity_checking or not trainer.is_global_zero:
+            return
+        value = trainer.callback_metrics.get(self.monitor)
+        if value is None:
+            return
+        value = float(value)
+        better = self.best is None or \
+            (value > self.best if self.mode == "max" else value < self.best)
+        if better and not math.isnan(value):
+            self.best = value
+            meta = {**self.meta, "best_epoch": trainer.current_epoch, self.monitor: value}
+            save_model(pl_module.model, self.directory, meta)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"best": self.best}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.best = state_dict.get("best")
+
+
+class MetricsCsv(L.Callback):
+    """One row per epoch in metrics.csv (rewritten atomically, so it is always readable)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.rows: list[dict[str, Any]] = []
+
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.sanity_checking or not trainer.is_global_zero:
+            return
+        row: dict[str, Any] = {"epoch": trainer.current_epoch, "step": trainer.global_step,
+                               "lr": trainer.optimizers[0].param_groups[0]["lr"]}
+        for k, v in sorted(trainer.callback_metrics.items()):
+            if k.startswith(("train/", "val/")) and not k.endswith("_step"):
+                row[k.replace("_epoch", "")] = round(float(v), 6)
+        row["elapsed_s"] = round(pl_module.time_used(), 1)
+        self.rows = [r for r in self.rows if r["epoch"] != row["epoch"]] + [row]
+        keys: list[str] = []
+        for r in self.rows:
+            keys += [k for k in r if k not in keys]
+        buf = io.StringIO()
+        writer = csv.DictWriter(buf, fieldnames=keys)
+        writer.writeheader()
+        writer.writerows(self.rows)
+        atomic_write_text(self.path, buf.getvalue())
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"rows": self.rows}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.rows = state_dict.get("rows", [])
+
+
+class ImageGridLogger(L.Callback):
+    """TensorBoard image grid per epoch: input | truth | prediction for a few val images."""
+
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        batch = getattr(pl_module, "first_val_batch", None)
+        if trainer.sanity_checking or batch is None or not trainer.is_global_zero:
+            return
+        experiment = getattr(trainer.logger, "experiment", None)
+        if experiment is None or not hasattr(experiment, "add_image"):
+            return
+        from unetkit.report.figures import grid_tensor
+
+        grid = grid_tensor(*batch, pl_module.num_classes)
+        experiment.add_image("val/input_truth_prediction", grid,
+                             global_step=trainer.current_epoch)

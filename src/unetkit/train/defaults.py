@@ -1,0 +1,92 @@
+"""The choices `fit` makes when the user leaves them open, each with its reason."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+import torch
+
+from unetkit.config import FitConfig
+from unetkit.device import resolve_precision
+
+MAX_SIDE = 1024
+
+
+@dataclass
+class Decisions:
+    """Resolved settings plus a human-readable reason per decision."""
+
+    values: dict = field(default_factory=dict)
+    reasons: list[str] = field(default_factory=list)
+
+    def set(self, key: str, value: object, reason: str) -> None:
+        self.values[key] = value
+        self.reasons.append(f"{key} = {value}: {reason}")
+
+
+def choose_scale(config: FitConfig, image_sizes: list[tuple[int, int]]) -> float | str:
+    if config.scale == "stretch":
+        if not config.size:
+            from unetkit.errors import UsageError
+
+            raise UsageError("--scale stretch needs --size HxW to stretch every image to.")
+        return f"stretch:{config.size[0]}x{config.size[1]}"
+    if config.scale != "auto":
+        return float(config.scale)
+    longest = max(max(s) for s in image_sizes)
+    return 1.0 if longest <= MAX_SIDE else round(MAX_SIDE / longest, 4)
+
+
+def _round_down(v: int, multiple: int = 32) -> int:
+    return max(multiple, v // multiple * multiple)
+
+
+def resolve(config: FitConfig, image_sizes: list[tuple[int, int]], scale: float | str,
+            device: torch.device) -> Decisions:
+    """Fill in size, batch, model width, precision, loss and loader workers."""
+    d = Decisions()
+    if isinstance(scale, str):
+        h, w = (int(v) for v in scale.split(":")[1].split("x"))
+        sizes = [(h, w)]
+    else:
+        sizes = [(round(a * scale), round(b * scale)) for a, b in image_sizes]
+    min_h = min(s[0] for s in sizes)
+    min_w = min(s[1] for s in sizes)
+    if config.size:
+        d.set("size", list(config.size), "as asked")
+    else:
+        limit = 256 if device.type == "cpu" else 512
+        size = [min(limit, _round_down(min_h)) if min_h >= 32 else 32,
+                min(limit, _round_down(min_w)) if min_w >= 32 else 32]
+        d.set("size", size, f"patches at the images' own scale, at most {limit} px on "
+              f"{device.type.upper()} (images are {min_h}x{min_w} px or larger)")
+    h, w = d.values["size"]
+    if config.batch_size:
+        d.set("batch_size", config.batch_size, "as asked")
+    else:
+        budget = (4 if device.type == "cpu" else 16) * 256 * 256
+        d.set("batch_size", int(min(32, max(2, budget // (h * w)))),
+              f"about {budget // 65536} 256x256-patch equivalents per step on {device.type}")
+    options = dict(config.model_options)
+    if config.model in ("unet",) and "norm" not in options:
+        options["norm"] = "batch"
+    if config.model in ("unet", "unet-bn") and "filters" not in options:
+        options["filters"] = 32 if device.type == "cpu" else 64
+    if options != config.model_options:
+        d.set("model_options", options, "batch norm trains faster and steadier; "
+              f"{options.get('filters')} base filters fit a {device.type.upper()} time budget")
+    else:
+        d.values["model_options"] = options
+    precision = resolve_precision(config.precision, device)
+    d.set("precision", precision, "native bf16 on this hardware" if "bf16" in precision
+          else "full precision" if precision == "32" else "mixed precision on GPU")
+    if config.num_workers is not None:
+        d.values["num_workers"] = config.num_workers
+    else:
+        cpus = os.cpu_count() or 1
+        workers = 0 if device.type == "cpu" or cpus <= 2 else min(8, cpus - 1)
+        d.set("num_workers", workers, "decoded data is cached in memory-mapped arrays, so "
+              + ("augmenting in-process leaves the cores to training" if workers == 0
+                 else "workers keep the GPU fed"))
+    return d

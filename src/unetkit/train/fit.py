@@ -1,0 +1,224 @@
+"""`unetkit fit`: from a data folder to a run directory with a trained model and a report."""
+
+from __future__ import annotations
+
+import json
+import random
+import sys
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Sampler
+
+from unetkit.config import FitConfig, parse_duration
+from unetkit.data.dataset import SegmentationDataset, channel_stats
+from unetkit.data.prepare import PreparedData, foreground_strata, peek_sizes, prepare
+from unetkit.data.splits import load_splits, make_splits, save_splits
+from unetkit.data.transforms import build_transforms
+from unetkit.device import pick_device
+from unetkit.errors import UnetkitError, UsageError
+from unetkit.io_utils import atomic_write_text
+from unetkit.models.registry import build_model
+from unetkit.train import defaults
+from unetkit.train.callbacks import ArtifactOnBest, AtomicCheckpointIO, ImageGridLogger, MetricsCsv
+from unetkit.train.losses import build_loss
+from unetkit.train.module import SegmentationModule
+
+
+@dataclass
+class FitResult:
+    run_dir: Path
+    metrics: dict[str, Any]
+
+
+class EpochSeededSampler(Sampler[int]):
+    """A shuffle fixed by (seed, epoch), so a resumed run sees the same data order."""
+
+    def __init__(self, n: int, seed: int) -> None:
+        self.n, self.seed, self.epoch = n, seed, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __iter__(self):  # type: ignore[override]
+        g = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
+        return iter(torch.randperm(self.n, generator=g).tolist())
+
+    def __len__(self) -> int:
+        return self.n
+
+
+class EpochSeeding(L.Callback):
+    """Reseed every RNG at each epoch start: augmentation depends on (seed, epoch) only."""
+
+    def __init__(self, seed: int) -> None:
+        self.seed = seed
+
+    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        s = self.seed * 1009 + trainer.current_epoch + 1000 * trainer.global_rank
+        random.seed(s)
+        np.random.seed(s % 2**32)
+        torch.manual_seed(s)
+
+
+def _say(msg: str, quiet: bool) -> None:
+    if not quiet:
+        print(msg, file=sys.stderr, flush=True)
+
+
+def _loader(ds: SegmentationDataset, batch: int, train: bool, workers: int, seed: int,
+            device: torch.device) -> DataLoader:
+    return DataLoader(ds, batch_size=batch, sampler=EpochSeededSampler(len(ds), seed) if train
+                      else None, shuffle=False, drop_last=train and len(ds) > batch,
+                      num_workers=workers, pin_memory=device.type == "cuda",
+                      persistent_workers=workers > 0)
+
+
+def _in_channels(data: PreparedData, indices: list[int], asked: int | None) -> int:
+    if asked:
+        return asked
+    counts = [data.cache.shapes[i][2] for i in indices[:64]]
+    c = max(set(counts), key=counts.count)
+    return 3 if c == 4 else c  # RGBA: alpha carries no appearance
+
+
+def fit(config: FitConfig, quiet: bool = False, resume: bool = False) -> FitResult:
+    """Train to the config; write the run directory of DESIGN.md; return validation metrics."""
+    out = Path(config.out)
+    if not config.data:
+        raise UsageError("--data is required: the folder holding the images and masks.")
+    max_time = parse_duration(config.max_time)
+    device = pick_device()
+    L.seed_everything(config.seed, workers=True, verbose=False)
+    _say(f"unetkit fit: data {config.data} -> run {out} on {device.type}", quiet)
+
+    from unetkit.data.formats import open_dataset
+
+    spec = open_dataset(config.data, config.format, **config.format_options)
+    scale = defaults.choose_scale(config, peek_sizes(spec))
+    data = prepare(config.data, config.format, scale, config.skip_bad, **config.format_options)
+    names = data.cache.names
+    if data.bad:
+        lines = "\n".join(f"{b.name}\t{b.reason}" for b in data.bad)
+        atomic_write_text(out / "skipped.txt", lines + "\n")
+        _say(f"Skipped {len(data.bad)} bad image/mask pair(s); listed in {out / 'skipped.txt'}.",
+             quiet)
+    splits_path = out / "splits.json"
+    if resume and splits_path.is_file():
+        splits = load_splits(splits_path)
+    else:
+        samples = [s for s in spec.samples if s.name in set(names)]
+        order = {n: i for i, n in enumerate(names)}
+        strata = [foreground_strata_one(data, order[s.name]) for s in samples]
+        splits = make_splits(samples, config.val_split, config.test_split, config.seed, strata)
+        save_splits(splits, splits_path)
+    index = {n: i for i, n in enumerate(names)}
+    train_idx = [index[n] for n in splits["train"] if n in index]
+    val_idx = [index[n] for n in splits["val"] if n in index]
+    if not train_idx:
+        raise UnetkitError(f"No training images left in {config.data} after splitting.")
+
+    sizes = [data.cache.shapes[i][:2] for i in train_idx]
+    d = defaults.resolve(config, sizes, scale, device)
+    channels = _in_channels(data, train_idx, config.in_channels)
+    classes = data.mask.num_classes
+    binary = classes == 2
+    logit_channels = config.classes or (1 if binary else classes)
+    model = build_model(config.model, in_channels=channels, classes=logit_channels,
+                        **d.values["model_options"])
+    norm = getattr(model, "input_normalization", None)
+    if norm and channels == 3:
+        mean, std = list(norm["mean"]), list(norm["std"])
+        norm_reason = "the pretrained encoder's statistics"
+    else:
+        mean, std = channel_stats(data.cache, train_idx, channels)
+        norm_reason = "computed once from the training images"
+    resolved = FitConfig(**{**config.to_dict(), "size": d.values["size"],
+                            "batch_size": d.values["batch_size"],
+                            "model_options": d.values["model_options"],
+                            "precision": d.values["precision"], "in_channels": channels,
+                            "num_workers": d.values["num_workers"],
+                            "loss": config.loss if config.loss != "auto" else
+                            ("bce-dice" if logit_channels == 1 else "ce-dice")})
+    for reason in d.reasons:
+        _say(f"  picked {reason}", quiet)
+    _say(f"  {len(train_idx)} training / {len(val_idx)} validation images, {classes} classes "
+         f"({data.mask.kind} masks), {channels} channel(s), normalised with {norm_reason}", quiet)
+    out.mkdir(parents=True, exist_ok=True)
+    resolved.save(out / "config.yaml")
+
+    grey = channels == 1
+    size = resolved.size
+    train_ds = SegmentationDataset(data.cache, train_idx,
+                                   build_transforms(size, resolved.augment, True, grey),
+                                   channels, mean, std)
+    val_ds = SegmentationDataset(data.cache, val_idx or train_idx[:1],
+                                 build_transforms(size, "none", False, grey), channels, mean, std)
+    same_size = len({data.cache.shapes[i] for i in (val_idx or train_idx[:1])}) == 1
+    workers = resolved.num_workers or 0
+    train_loader = _loader(train_ds, resolved.batch_size, True, workers, config.seed, device)
+    val_loader = _loader(val_ds, resolved.batch_size if same_size else 1, False, workers,
+                         config.seed, device)
+
+    class_names = data.mask.class_names
+    meta = {"class_names": class_names, "binary": logit_channels == 1,
+            "ignore_index": data.mask.ignore_index, "in_channels": channels,
+            "normalization": {"mean": mean, "std": std}, "input_size": size, "scale": scale,
+            "mask_spec": _mask_spec_dict(data), "data_format": spec.format}
+    model.unetkit_meta = meta
+    loss = build_loss(resolved.loss, logit_channels)
+    module = SegmentationModule(model, loss, 2 if logit_channels == 1 else logit_channels,
+                                class_names, resolved.optimizer, resolved.lr,
+                                resolved.weight_decay, resolved.scheduler, max_time,
+                                channels_last=True)
+    callbacks: list[L.Callback] = [
+        L.pytorch.callbacks.ModelCheckpoint(dirpath=out / "checkpoints", filename="best",
+                                            monitor=config.monitor, mode="max", save_last=True,
+                                            enable_version_counter=False),
+        ArtifactOnBest(out / "model", config.monitor, meta),
+        MetricsCsv(out / "metrics.csv"), ImageGridLogger(), EpochSeeding(config.seed),
+        L.pytorch.callbacks.TQDMProgressBar(refresh_rate=1 if not quiet else 0),
+    ]
+    if config.patience:
+        callbacks.append(L.pytorch.callbacks.EarlyStopping(config.monitor, mode="max",
+                                                           patience=config.patience))
+    trainer = L.Trainer(
+        max_epochs=config.epochs, max_time=timedelta(seconds=max_time) if max_time else None,
+        accelerator="gpu" if device.type == "cuda" else "cpu", devices=config.devices,
+        precision=resolved.precision, logger=L.pytorch.loggers.TensorBoardLogger(
+            str(out), name="tensorboard", version="", default_hp_metric=False),
+        callbacks=callbacks, plugins=[AtomicCheckpointIO()], default_root_dir=str(out),
+        num_sanity_val_steps=0, enable_model_summary=False, enable_progress_bar=not quiet,
+        log_every_n_steps=max(1, min(50, len(train_loader))), deterministic=config.deterministic,
+        gradient_clip_val=config.grad_clip, accumulate_grad_batches=config.accumulate,
+        benchmark=device.type == "cuda" and not config.deterministic,
+    )
+    ckpt = out / "checkpoints" / "last.ckpt"
+    trainer.fit(module, train_loader, val_loader,
+                ckpt_path=str(ckpt) if resume and ckpt.is_file() else None)
+    if not trainer.is_global_zero:
+        return FitResult(out, {})
+    from unetkit.train.report import write_report
+
+    metrics = write_report(out, data, splits, quiet=quiet)
+    return FitResult(out, metrics)
+
+
+def foreground_strata_one(data: PreparedData, i: int) -> int:
+    m = np.asarray(data.cache.mask(i))
+    return int(np.any((m > 0) & (m != 255)))
+
+
+def _mask_spec_dict(data: PreparedData) -> dict[str, Any]:
+    m = data.mask
+    return json.loads(json.dumps({"kind": m.kind, "class_names": m.class_names,
+                                  "ignore_index": m.ignore_index,
+                                  "value_map": m.value_map, "colors": m.colors}))
+
+
+__all__ = ["fit", "FitResult", "foreground_strata"]
