@@ -51,13 +51,25 @@ def demo(out: Annotated[Path, typer.Option(help="Run directory to create.")] = P
     run_demo(out, epochs)
 
 
-@app.command()
-@guarded
-def fit(
-    data: Annotated[str, typer.Option(help="Folder of images and masks.")] = "",
+FitData = Annotated[str, typer.Option(help="Folder of images and masks.")]
+
+
+def _fit_options(
+    data: FitData = "",
     format: Annotated[str, typer.Option(help="Layout: auto or a name from `unetkit formats`.")
                       ] = "auto",
     model: Annotated[str, typer.Option(help="Model name from `unetkit models`.")] = "unet",
+    option: Annotated[list[str] | None, typer.Option(
+        help="Model option KEY=VALUE, repeatable, e.g. --option filters=16 --option depth=3."
+    )] = None,
+    encoder: Annotated[str | None, typer.Option(help="timm backbone for --model timm-unet.")
+                       ] = None,
+    encoder_weights: Annotated[str | None, typer.Option(
+        help="imagenet (from the local torch/HF cache), none, or a weights file.")] = None,
+    freeze_encoder: Annotated[bool | None, typer.Option(
+        "--freeze-encoder/--no-freeze-encoder", help="Keep a pretrained encoder fixed.")] = None,
+    unfreeze_at: Annotated[int | None, typer.Option(help="Epoch at which a frozen encoder "
+                                                    "starts training.")] = None,
     classes: Annotated[int | None, typer.Option(help="Output channels; default from data.")
                        ] = None,
     in_channels: Annotated[int | None, typer.Option(help="Input channels; default from data.")
@@ -72,31 +84,134 @@ def fit(
     batch_size: Annotated[int | None, typer.Option(help="Batch size; default from size and "
                                                    "device.")] = None,
     loss: Annotated[str, typer.Option(help="auto, bce, ce, dice, bce-dice, ce-dice, jaccard, "
-                                      "focal, tversky, weighted-ce.")] = "auto",
-    optimizer: Annotated[str, typer.Option(help="adam, adamw, sgd, rmsprop.")] = "adamw",
-    lr: Annotated[float, typer.Option(help="Peak learning rate.")] = 1e-3,
-    scheduler: Annotated[str, typer.Option(help="onecycle, cosine, poly, none.")] = "onecycle",
+                                      "focal, tversky, weighted-ce (U-Net border weights).")
+                    ] = "auto",
+    class_weights: Annotated[str | None, typer.Option(
+        help="Comma-separated per-class loss weights, e.g. 1,3.")] = None,
+    optimizer: Annotated[str, typer.Option(help="adam, adamw, sgd (momentum 0.99), rmsprop.")
+                         ] = "adamw",
+    lr: Annotated[str, typer.Option(help="Peak learning rate, or auto (range test first).")
+                  ] = "1e-3",
+    scheduler: Annotated[str, typer.Option(help="onecycle, cosine (warm-up), poly, none.")
+                         ] = "onecycle",
+    grad_clip: Annotated[float | None, typer.Option(help="Clip gradient norm to this.")
+                         ] = None,
+    accumulate: Annotated[int, typer.Option(help="Accumulate gradients over N batches.")] = 1,
     val_split: Annotated[float, typer.Option(help="Fraction held out for validation.")] = 0.2,
     test_split: Annotated[float, typer.Option(help="Fraction held out for testing.")] = 0.0,
     augment: Annotated[str, typer.Option(help="none, default or strong.")] = "default",
     precision: Annotated[str, typer.Option(help="auto, 32, bf16-mixed or 16-mixed (CUDA).")
                          ] = "auto",
-    devices: Annotated[int, typer.Option(help="Devices (processes) to train on.")] = 1,
+    devices: Annotated[int, typer.Option(help="Devices (processes) per node; >1 runs DDP.")
+                       ] = 1,
+    num_nodes: Annotated[int, typer.Option(help="Nodes for multi-node DDP (torchrun/SLURM).")
+                         ] = 1,
     seed: Annotated[int, typer.Option(help="Random seed; runs repeat on CPU.")] = 0,
+    deterministic: Annotated[bool, typer.Option(
+        help="Bit-repeatable runs on CUDA too (slower: disables cuDNN autotuning and "
+        "non-deterministic kernels).")] = False,
     patience: Annotated[int | None, typer.Option(help="Early-stopping patience in epochs.")
                         ] = None,
+    monitor: Annotated[str, typer.Option(help="Metric that picks the best checkpoint.")
+                       ] = "val/mean_dice",
     skip_bad: Annotated[bool, typer.Option(help="Leave unreadable or mismatched pairs out "
                                            "instead of stopping.")] = False,
     config: Annotated[Path | None, typer.Option(help="YAML config (e.g. a run's config.yaml)."
                                                 )] = None,
-    resume: Annotated[Path | None, typer.Option(help="Run directory to continue.")] = None,
     out: Annotated[Path, typer.Option(help="Run directory to write.")] = Path("runs/latest"),
-) -> None:
+    ctx: typer.Context = None,
+):
+    """Collect the fit flags into a FitConfig (flags given explicitly override --config)."""
+    from unetkit.config import FitConfig, parse_size
+
+    base = FitConfig.load(config) if config else FitConfig()
+    given = {
+        "data": data, "format": format, "model": model, "classes": classes,
+        "in_channels": in_channels, "size": parse_size(size), "scale": scale, "epochs": epochs,
+        "max_time": max_time, "batch_size": batch_size, "loss": loss, "optimizer": optimizer,
+        "lr": _parse_lr(lr), "scheduler": scheduler, "val_split": val_split,
+        "test_split": test_split, "augment": augment, "precision": precision,
+        "devices": devices, "num_nodes": num_nodes, "seed": seed, "patience": patience,
+        "monitor": monitor, "skip_bad": skip_bad, "out": str(out), "grad_clip": grad_clip,
+        "accumulate": accumulate, "deterministic": deterministic, "unfreeze_at": unfreeze_at}
+    for key, value in given.items():
+        src = ctx.get_parameter_source(key) if ctx is not None else None
+        if config is None or (src is not None and src.name != "DEFAULT"):
+            setattr(base, key, value)
+    model_options = dict(base.model_options)
+    model_options.update(_parse_options(option or []))
+    for key, value in (("encoder", encoder), ("encoder_weights", encoder_weights),
+                       ("freeze_encoder", freeze_encoder)):
+        if value is not None:
+            model_options[key] = None if value == "none" else value
+    base.model_options = model_options
+    if class_weights:
+        try:
+            base.loss_options = {**base.loss_options, "class_weights":
+                                 [float(v) for v in class_weights.split(",")]}
+        except ValueError as exc:
+            raise UsageError(f"--class-weights {class_weights!r} must be comma-separated "
+                             "numbers, e.g. 1,3.") from exc
+    if not base.data:
+        raise UsageError("--data is required: the folder holding the images and masks.")
+    return base
+
+
+def _parse_lr(text: str) -> float | str:
+    if text == "auto":
+        return "auto"
+    try:
+        value = float(text)
+    except ValueError as exc:
+        raise UsageError(f"--lr {text!r} must be a number such as 1e-3, or auto.") from exc
+    if value <= 0:
+        raise UsageError(f"--lr {text} must be positive.")
+    return value
+
+
+def _parse_options(items: list[str]) -> dict[str, object]:
+    import yaml
+
+    options: dict[str, object] = {}
+    for item in items:
+        if "=" not in item:
+            raise UsageError(f"--option {item!r} must look like KEY=VALUE, e.g. filters=16.")
+        key, value = item.split("=", 1)
+        options[key.strip().replace("-", "_")] = yaml.safe_load(value)
+    return options
+
+
+def _with_fit_options(fn):
+    """Give a command all the fit flags (shared by fit and lr-find)."""
+    import inspect
+    import typing
+
+    def resolved(f) -> list[inspect.Parameter]:
+        hints = typing.get_type_hints(f, include_extras=True)
+        return [p.replace(annotation=hints.get(p.name, p.annotation))
+                for p in inspect.signature(f).parameters.values()
+                if p.name != "options" and not (f is _fit_options and p.name == "ctx")]
+
+    own = resolved(fn)
+    first = [p for p in own if p.default is inspect.Parameter.empty]
+    rest = [p for p in own if p.default is not inspect.Parameter.empty]
+    fn.__signature__ = inspect.Signature(first + resolved(_fit_options) + rest)
+    fn.__annotations__ = {}
+    return fn
+
+
+@app.command()
+@guarded
+@_with_fit_options
+def fit(ctx: typer.Context,
+        resume: Annotated[Path | None, typer.Option(
+            help="Run directory to continue from its last checkpoint.")] = None,
+        **options) -> None:
     """Train a model on a folder of images and masks.
 
     Example: unetkit fit --data data/membrane --size 256 --max-time 10m --out runs/membrane
     """
-    from unetkit.config import FitConfig, parse_size
+    from unetkit.config import FitConfig
     from unetkit.train.fit import fit as run_fit
 
     if resume is not None:
@@ -106,22 +221,22 @@ def fit(
         cfg.out = str(resume)
         run_fit(cfg, resume=True)
         return
-    base = FitConfig.load(config) if config else FitConfig()
-    given = {k: v for k, v in {
-        "data": data, "format": format, "model": model, "classes": classes,
-        "in_channels": in_channels, "size": parse_size(size), "scale": scale, "epochs": epochs,
-        "max_time": max_time, "batch_size": batch_size, "loss": loss, "optimizer": optimizer,
-        "lr": lr, "scheduler": scheduler, "val_split": val_split, "test_split": test_split,
-        "augment": augment, "precision": precision, "devices": devices, "seed": seed,
-        "patience": patience, "skip_bad": skip_bad, "out": str(out)}.items()}
-    ctx = typer.get_current_context()
-    for key, value in given.items():
-        src = ctx.get_parameter_source(key)
-        if config is None or (src is not None and src.name != "DEFAULT"):
-            setattr(base, key, value)
-    if not base.data:
-        raise UsageError("--data is required: the folder holding the images and masks.")
-    run_fit(base)
+    run_fit(_fit_options(**options, ctx=ctx))
+
+
+@app.command("lr-find")
+@guarded
+@_with_fit_options
+def lr_find(ctx: typer.Context, **options) -> None:
+    """Run the learning-rate range test; writes OUT/report/lr_finder.png, prints the rate.
+
+    Example: unetkit lr-find --data data/membrane --size 256 --out runs/lr
+    """
+    from unetkit.train.fit import fit as run_fit
+
+    result = run_fit(_fit_options(**options, ctx=ctx), lr_find_only=True)
+    print(f"suggested lr: {result.metrics['suggested_lr']:.3e} "
+          f"(plot: {result.run_dir / 'report' / 'lr_finder.png'})")
 
 
 @app.command()
@@ -136,6 +251,15 @@ def evaluate(
     tile: Annotated[int | None, typer.Option(help="Tile size for large images.")] = None,
     hd95: Annotated[bool, typer.Option(help="Add the 95th-percentile Hausdorff distance.")
                     ] = False,
+    keep_largest: Annotated[bool, typer.Option(help="Score masks cleaned to the largest "
+                                               "component per class.")] = False,
+    min_size: Annotated[int, typer.Option(help="Score masks without foreground components "
+                                          "smaller than N pixels.")] = 0,
+    instances: Annotated[bool, typer.Option(help="Add object-level precision/recall/F1 at "
+                                            "IoU 0.5.")] = False,
+    split_touching: Annotated[bool, typer.Option(help="With --instances: split touching "
+                                                 "predicted objects.")] = True,
+    engine: Annotated[str, typer.Option(help="torch or onnx (onnxruntime).")] = "torch",
     as_json: Annotated[bool, typer.Option("--json", help="Print only the metrics JSON.")
                        ] = False,
     out: Annotated[Path | None, typer.Option(help="Where per_image.csv and metrics.json go "
@@ -145,16 +269,20 @@ def evaluate(
 
     Example: unetkit evaluate runs/membrane --data data/membrane --json
     """
+    from unetkit.infer.batch import make_postprocess
     from unetkit.infer.evaluate import evaluate as run_eval
     from unetkit.infer.evaluate import write_per_image
+    from unetkit.infer.onnx import load_for_engine
     from unetkit.io_utils import atomic_write_text
-    from unetkit.models.artifact import load_model
     from unetkit.train.report import print_metrics
 
-    net = load_model(model)
+    net = load_for_engine(model, engine)
+    meta = net.unetkit_meta
+    clean = make_postprocess(len(meta.get("class_names", [0, 1])), keep_largest, min_size)
     run_dir = model if (model / "model").is_dir() else None
     result = run_eval(net, data, split, format, run_dir, tta=tta, tile=tile, quiet=as_json,
-                      hd95=hd95)
+                      hd95=hd95, postprocess=clean, instances=instances,
+                      split_touching=split_touching)
     target = out or ((run_dir or model) / "eval")
     write_per_image(result.per_image, target / "per_image.csv")
     text = json.dumps(result.metrics, indent=1)
@@ -163,6 +291,11 @@ def evaluate(
         print(text)
     else:
         print_metrics(result.metrics, f"{result.split} split, {result.metrics['images']} images")
+        found = result.metrics.get("instances")
+        if found:
+            print(f"  objects (IoU > 0.5): precision {found['precision']:.4f}, recall "
+                  f"{found['recall']:.4f}, F1 {found['f1']:.4f} (tp {found['tp']}, fp "
+                  f"{found['fp']}, fn {found['fn']})", file=sys.stderr)
         print(f"per-image scores: {target / 'per_image.csv'}", file=sys.stderr)
 
 
@@ -182,28 +315,93 @@ def predict(
     palette: Annotated[bool, typer.Option(help="Write colour masks instead of class indices.")
                        ] = False,
     threshold: Annotated[float, typer.Option(help="Foreground probability threshold.")] = 0.5,
+    rle: Annotated[Path | None, typer.Option(help="Also stream img,rle_mask rows (foreground, "
+                                             "1-based runs) to this .csv or .csv.gz.")] = None,
+    rle_order: Annotated[str, typer.Option(help="RLE pixel order: row (Carvana) or column "
+                                           "(Data Science Bowl, Airbus).")] = "row",
+    keep_largest: Annotated[bool, typer.Option(help="Keep only the largest connected "
+                                               "component of each class.")] = False,
+    min_size: Annotated[int, typer.Option(help="Remove foreground components smaller than N "
+                                          "pixels.")] = 0,
+    instances: Annotated[bool, typer.Option(help="Also write 16-bit object labels "
+                                            "<stem>_instances.tif.")] = False,
+    split_touching: Annotated[bool, typer.Option(help="With --instances: split touching "
+                                                 "objects at distance-transform peaks.")
+                              ] = True,
+    engine: Annotated[str, typer.Option(help="torch, or onnx (onnxruntime; reuses "
+                                        "MODEL/model/model.onnx when up to date).")] = "torch",
 ) -> None:
     """Predict masks at each input's original size.
 
     Example: unetkit predict runs/membrane data/new/*.png --out masks --overlay
     """
-    from unetkit.infer.batch import expand_inputs, predict_files
+    from unetkit.infer.batch import expand_inputs, make_postprocess, predict_files
+    from unetkit.infer.onnx import load_for_engine
     from unetkit.infer.predict import Predictor
-    from unetkit.models.artifact import load_model
+    from unetkit.infer.rle import RleWriter
 
     if probabilities not in (None, "npy", "tiff"):
         raise UsageError(f"--probabilities {probabilities!r} is unknown; use npy or tiff.")
     if not 0 < overlap < 1:
         raise UsageError(f"--overlap {overlap} must be between 0 and 1.")
-    net = load_model(model)
+    if rle_order not in ("row", "column"):
+        raise UsageError(f"--rle-order {rle_order!r} is unknown; use row or column.")
+    if rle is not None and not rle.name.lower().endswith((".csv", ".csv.gz")):
+        raise UsageError(f"--rle {rle} must name a .csv or .csv.gz file.")
+    if engine not in ("torch", "onnx"):
+        raise UsageError(f"--engine {engine!r} is unknown; use torch or onnx.")
     paths = expand_inputs(inputs)
+    net = load_for_engine(model, engine)
     predictor = Predictor(net, tile=tile, overlap=overlap, tta=tta)
-    result = predict_files(predictor, paths, out, threshold, overlay, probabilities, palette)
+    clean = make_postprocess(len(predictor.class_names), keep_largest, min_size)
+    options = dict(postprocess=clean, instances=instances, split_touching=split_touching)
+    if rle is not None:
+        with RleWriter(rle, rle_order) as writer:
+            result = predict_files(predictor, paths, out, threshold, overlay, probabilities,
+                                   palette, rle_writer=writer, **options)
+    else:
+        result = predict_files(predictor, paths, out, threshold, overlay, probabilities,
+                               palette, **options)
     print(f"Wrote {len(result.written)} mask(s) to {out}"
+          + (f" and {len(result.written)} row(s) to {rle}" if rle is not None else "")
           + (f"; skipped {len(result.skipped)} bad file(s)" if result.skipped else "") + ".",
           file=sys.stderr)
     if result.skipped:
         raise typer.Exit(1)
+
+
+@app.command()
+@guarded
+def export(
+    model: Annotated[Path, typer.Argument(help="Run directory or model artifact directory.")],
+    onnx: Annotated[Path | None, typer.Option(help="ONNX file to write (default "
+                                              "MODEL/model/model.onnx, which `predict "
+                                              "--engine onnx` reuses).")] = None,
+    check_image: Annotated[Path | None, typer.Option(help="Also compare PyTorch and ONNX "
+                                                     "outputs on this image.")] = None,
+    opset: Annotated[int, typer.Option(help="ONNX opset (17 or newer).")] = 17,
+) -> None:
+    """Export a model to ONNX (dynamic batch, height and width), verified against PyTorch.
+
+    Example: unetkit export runs/membrane --onnx membrane.onnx --check-image img/00.png
+    """
+    from unetkit.data.readers import read_image
+    from unetkit.infer.onnx import ONNX_NAME, TOLERANCE, write_onnx
+    from unetkit.models.artifact import find_artifact, load_model
+
+    if opset < 17:
+        raise UsageError(f"--opset {opset} is too old; use 17 or newer.")
+    net = load_model(model)
+    target = onnx or find_artifact(model) / ONNX_NAME
+    image = read_image(check_image) if check_image is not None else None
+    result = write_onnx(net, target, opset=opset, check_image=image,
+                        image_name=str(check_image))
+    print(f"Wrote {target} (opset {opset}; dynamic batch, height and width; logits out).",
+          file=sys.stderr)
+    print(f"max abs logit difference vs PyTorch: {result.max_abs_diff:.3g} on a random "
+          f"input" + (f", {result.image_max_abs_diff:.3g} on {check_image}"
+                      if result.image_max_abs_diff is not None else "")
+          + f" (allowed {TOLERANCE:g}).", file=sys.stderr)
 
 
 @app.command()

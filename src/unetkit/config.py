@@ -35,7 +35,7 @@ class FitConfig:
     batch_size: int | None = None  # None = chosen from size and device
     loss: str = "auto"  # auto = bce-dice (binary) / ce-dice (multi-class)
     optimizer: str = "adamw"
-    lr: float = 1e-3
+    lr: float | str = 1e-3  # or "auto": run the learning-rate range test first
     weight_decay: float = 1e-4
     scheduler: str = "onecycle"
     val_split: float = 0.2
@@ -43,9 +43,12 @@ class FitConfig:
     augment: str = "default"
     precision: str = "auto"  # auto = bf16-mixed where supported, else 32
     devices: int = 1
+    num_nodes: int = 1
     seed: int = 0
     patience: int | None = None
     monitor: str = "val/mean_dice"
+    unfreeze_at: int | None = None  # epoch at which a frozen pretrained encoder starts training
+    loss_options: dict[str, Any] = field(default_factory=dict)  # e.g. {"class_weights": [1, 3]}
     grad_clip: float | None = None
     accumulate: int = 1
     deterministic: bool = False

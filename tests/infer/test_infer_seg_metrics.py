@@ -31,7 +31,16 @@ def test_confusion_hand_made_and_ignore() -> None:
 
 def test_summarise_binary_exact_shape() -> None:
     s = summarise(confusion(PRED, TRUTH, 2), ["background", "car"], binary=True)
-    assert set(s) == {"pixel_accuracy", "mean_iou", "mean_dice", "per_class", "dice", "iou"}
+    assert set(s) == {"pixel_accuracy", "mean_iou", "mean_dice", "per_class", "dice", "iou",
+                      "micro_iou", "micro_dice", "mean_iou_foreground", "mean_dice_foreground",
+                      "micro_iou_foreground", "micro_dice_foreground"}
+    # binary: foreground macro = foreground micro = the car class; micro dice = accuracy
+    for key in ("mean_iou_foreground", "micro_iou_foreground"):
+        assert s[key] == pytest.approx(1 / 2)
+    for key in ("mean_dice_foreground", "micro_dice_foreground"):
+        assert s[key] == pytest.approx(2 / 3)
+    assert s["micro_dice"] == pytest.approx(3 / 5)  # 2*3 / (2*3 + 2 + 2)
+    assert s["micro_iou"] == pytest.approx(3 / 7)  # 3 / (3 + 2 + 2)
     assert s["pixel_accuracy"] == pytest.approx(3 / 5)
     assert s["mean_iou"] == pytest.approx(5 / 12)
     assert s["mean_dice"] == pytest.approx(7 / 12)
@@ -56,6 +65,14 @@ def test_multiclass_summary_and_pooling() -> None:
     assert s["pixel_accuracy"] == pytest.approx(4 / 6)
     assert s["mean_iou"] == pytest.approx((2 / 3 + 1 / 2 + 1 / 3) / 3)
     assert s["mean_dice"] == pytest.approx((4 / 5 + 2 / 3 + 1 / 2) / 3)
+    assert s["mean_iou_foreground"] == pytest.approx((1 / 2 + 1 / 3) / 2)
+    assert s["mean_dice_foreground"] == pytest.approx((2 / 3 + 1 / 2) / 2)
+    # micro over classes 1-2: tp 1+1, fp 0+1, fn 1+1
+    assert s["micro_iou_foreground"] == pytest.approx(2 / 5)
+    assert s["micro_dice_foreground"] == pytest.approx(4 / 7)
+    # micro over all classes: tp 4, fp 2, fn 2
+    assert s["micro_iou"] == pytest.approx(4 / 8)
+    assert s["micro_dice"] == pytest.approx(s["pixel_accuracy"])
     # pooling: two copies of the image give the same scores, a matrix of twice the counts
     twice = confusion(np.stack([MC_PRED] * 2), np.stack([MC_TRUTH] * 2), 3)
     np.testing.assert_array_equal(twice, 2 * conf)

@@ -163,3 +163,20 @@ def test_bad_arguments_and_outputs() -> None:
         sliding_window(lambda x: x[..., 1:, :], image, (8, 8))
     with pytest.raises(UsageError, match="channels"):
         sliding_window(_pixelwise, image, (8, 8), out_channels=3)
+
+
+@pytest.mark.parametrize("align", [4, 16, 32])
+def test_aligned_positions_cover_and_sit_on_the_grid(align: int) -> None:
+    for tile in (12, 24, 32, 48):
+        for overlap in (0.0, 0.25, 0.5):
+            for length in range(1, 200, 7):
+                starts = _positions(length, tile, overlap, align)
+                if align > tile:  # ignored: the plain positions
+                    assert starts == _positions(length, tile, overlap)
+                    continue
+                assert all(s % align == 0 for s in starts)
+                assert starts[0] <= 0 and starts[-1] + tile >= length
+                assert starts[-1] < max(length - tile, 0) + align  # at most align-1 past
+                gaps = [b - a for a, b in zip(starts, starts[1:], strict=False)]
+                assert all(0 < g <= max(tile * (1 - overlap), align) for g in gaps)
+                assert all(g <= tile for g in gaps)  # no pixel left uncovered

@@ -47,8 +47,10 @@ class SegmentationDataset(Dataset):
     """Samples `indices` of a cache; `transform` is a paired v2 transform (see transforms.py)."""
 
     def __init__(self, cache: ArrayCache, indices: list[int], transform: torch.nn.Module,
-                 channels: int, mean: list[float], std: list[float]) -> None:
+                 channels: int, mean: list[float], std: list[float],
+                 weight_maps: bool = False) -> None:
         self.cache = cache
+        self.weight_maps = weight_maps
         self.indices = list(indices)
         self.transform = transform
         self.channels = channels
@@ -58,11 +60,27 @@ class SegmentationDataset(Dataset):
     def __len__(self) -> int:
         return len(self.indices)
 
-    def __getitem__(self, item: int) -> tuple[torch.Tensor, torch.Tensor]:
+    def __getitem__(self, item: int) -> tuple[torch.Tensor, ...]:
         i = self.indices[item]
         image = match_channels(np.asarray(self.cache.image(i)), self.channels)
         image = tv_tensors.Image(torch.from_numpy(image.copy()).permute(2, 0, 1))
         mask = tv_tensors.Mask(torch.from_numpy(np.array(self.cache.mask(i))))
         image, mask = self.transform(image, mask)
         image = (image.as_subclass(torch.Tensor) - self.mean) / self.std
-        return image.contiguous(), mask.as_subclass(torch.Tensor).long()
+        mask = mask.as_subclass(torch.Tensor).long()
+        if not self.weight_maps:
+            return image.contiguous(), mask
+        return image.contiguous(), mask, border_weights(mask)
+
+
+def border_weights(mask: torch.Tensor) -> torch.Tensor:
+    """The U-Net paper's weight map for an (augmented) mask; objects = connected components.
+
+    Computed after augmentation so the weights follow every geometric change exactly.
+    """
+    from unetkit.data.weightmaps import binary_to_instances, unet_weight_map
+
+    m = mask.numpy()
+    fg = ((m > 0) & (m != 255)).astype(np.uint8)
+    weights = unet_weight_map(binary_to_instances(fg))
+    return torch.from_numpy(weights.astype(np.float32))

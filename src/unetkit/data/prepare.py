@@ -14,6 +14,7 @@ from unetkit.data.readers import read_raw_mask
 from unetkit.errors import UnetkitError
 
 MASK_SAMPLE = 16
+CLASSES_FILE = "classes.txt"
 
 
 @dataclass
@@ -45,7 +46,23 @@ def resolve_mask_spec(spec: DatasetSpec) -> MaskSpec:
             continue  # reported by the validation pass with its file name
     if not raws:
         raise UnetkitError(f"None of the masks in {spec.root} could be read.")
-    return infer_mask_spec(raws, names)
+    return apply_class_names(infer_mask_spec(raws, names), spec.root)
+
+
+def apply_class_names(mask: MaskSpec, root: Path) -> MaskSpec:
+    """Name the classes from root/classes.txt (one name per line, class 0 first) if present."""
+    path = Path(root) / CLASSES_FILE
+    if not path.is_file():
+        return mask
+    names = [line.strip() for line in path.read_text().splitlines() if line.strip()]
+    if mask.kind in ("binary", "instance") and len(names) != 2:
+        raise UnetkitError(f"{path} lists {len(names)} classes but the masks are binary "
+                           "(expected 2 names: background and foreground).")
+    if mask.kind == "index" and len(names) < mask.num_classes:
+        raise UnetkitError(f"{path} lists {len(names)} classes but the masks hold values up "
+                           f"to {mask.num_classes - 1}.")
+    mask.class_names = names
+    return mask
 
 
 def prepare(data: str | Path, format: str = "auto", scale: float | str = 1.0,

@@ -26,7 +26,7 @@ def _background(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
     yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
     angle = rng.uniform(0, 2 * np.pi)
     ramp = (np.cos(angle) * xx / w + np.sin(angle) * yy / h)
-    light = 0.35 + 0.15 * ramp + 0.08 * texture
+    light = 0.4 + 0.1 * ramp + 0.06 * texture
     return light.astype(np.float32)
 
 
@@ -55,7 +55,7 @@ def _draw_mask(rng: np.random.Generator, h: int, w: int, objects: int) -> np.nda
                 cx += np.cos(heading) * r * 0.6
                 cy += np.sin(heading) * r * 0.6
                 pts.append((cx, cy))
-            draw.line(pts, fill=3, width=max(2, int(scale / 40)))
+            draw.line(pts, fill=3, width=max(3, int(scale / 24)))
     return np.asarray(canvas, dtype=np.uint8)
 
 
@@ -80,10 +80,12 @@ def make_sample(seed: int, size: tuple[int, int] = (96, 96), channels: int = 3,
 
 def write_folder(root: str | Path, count: int = 64, size: tuple[int, int] = (96, 96),
                  channels: int = 3, seed: int = 0) -> Path:
-    """Write `count` pairs as root/images/NNNN.png and root/masks/NNNN.png (class index)."""
+    """Write `count` pairs as root/images/NNNN.png and root/masks/NNNN.png (class index),
+    and the class names as root/classes.txt."""
     root = Path(root)
     (root / "images").mkdir(parents=True, exist_ok=True)
     (root / "masks").mkdir(parents=True, exist_ok=True)
+    (root / "classes.txt").write_text("\n".join(CLASS_NAMES) + "\n")
     for i in range(count):
         image, mask = make_sample(seed * 100_003 + i, size, channels)
         img = image[..., 0] if channels == 1 else image

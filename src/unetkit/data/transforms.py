@@ -39,12 +39,14 @@ def _crop(size: list[int], train: bool) -> list[torch.nn.Module]:
 
 
 def build_transforms(size: list[int], augment: str = "default", train: bool = True,
-                     grey: bool = False) -> v2.Compose:
+                     grey: bool = False, center_crop: bool = False) -> v2.Compose:
     """Crop/pad to the patch size, then augment (training) and convert to float in [0, 1]."""
     if augment not in AUGMENTS:
         raise UsageError(f"--augment {augment!r} is unknown; choose one of {', '.join(AUGMENTS)}.")
     fill = {tv_tensors.Image: 0, tv_tensors.Mask: IGNORE}
     ops: list[torch.nn.Module] = list(_crop(size, train))
+    if center_crop and not train:  # fixed-size models validate on the centre patch
+        ops.append(v2.CenterCrop(size))
     if train and augment != "none":
         strong = augment == "strong"
         ops += [v2.RandomHorizontalFlip(), v2.RandomVerticalFlip()]

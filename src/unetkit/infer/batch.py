@@ -4,16 +4,20 @@ from __future__ import annotations
 
 import glob
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
+from tqdm.auto import tqdm
 
 from unetkit.data.formats.base import IMAGE_EXTENSIONS
 from unetkit.data.readers import read_image
-from unetkit.errors import UnetkitError
+from unetkit.errors import UnetkitError, UsageError
 from unetkit.infer.overlay import colorize, overlay
+from unetkit.infer.postprocess import keep_largest as keep_largest_fn
+from unetkit.infer.postprocess import label_instances, remove_small
 from unetkit.infer.predict import Predictor
 from unetkit.io_utils import atomic_path
 from unetkit.progress import progress
@@ -53,11 +57,44 @@ def save_png(array: np.ndarray, path: Path) -> None:
         Image.fromarray(array).save(tmp, format="PNG")
 
 
+def make_postprocess(num_classes: int, keep_largest: bool = False, min_size: int = 0
+                     ) -> Callable[[np.ndarray], np.ndarray] | None:
+    """The mask clean-up the flags ask for: drop foreground components smaller than
+    `min_size` pixels, then keep only the largest component of each foreground class."""
+    if min_size < 0:
+        raise UsageError(f"--min-size {min_size} must be 0 or more pixels.")
+    if not keep_largest and min_size <= 1:
+        return None
+    classes = range(1, max(num_classes, 2))
+
+    def clean(mask: np.ndarray) -> np.ndarray:
+        if min_size > 1:
+            mask = remove_small(mask, min_size, classes)
+        if keep_largest:
+            mask = keep_largest_fn(mask, classes)
+        return mask
+
+    return clean
+
+
+def save_labels_tiff(labels: np.ndarray, path: Path) -> None:
+    import tifffile
+
+    with atomic_path(path) as tmp:
+        tifffile.imwrite(tmp, labels.astype(np.uint16), photometric="minisblack")
+
+
 def predict_files(predictor: Predictor, paths: list[Path], out: Path, threshold: float = 0.5,
                   write_overlay: bool = False, probabilities: str | None = None,
                   palette: bool = False, postprocess=None, rle_writer=None,
-                  quiet: bool = False) -> BatchResult:
-    """Write one mask per input at its original size; a bad file is reported and skipped."""
+                  quiet: bool = False, instances: bool = False,
+                  split_touching: bool = True) -> BatchResult:
+    """Write one mask per input at its original size; a bad file is reported and skipped.
+
+    `postprocess` maps a class-index mask to a cleaned one (see make_postprocess);
+    `rle_writer` (an open RleWriter) gets one row per image, foreground = any class > 0;
+    `instances` also writes `<stem>_instances.tif`, 16-bit object labels of the foreground.
+    """
     out.mkdir(parents=True, exist_ok=True)
     result = BatchResult()
     names = predictor.class_names
@@ -68,7 +105,7 @@ def predict_files(predictor: Predictor, paths: list[Path], out: Path, threshold:
             probs = predictor.probabilities(image, name=str(path))
         except UnetkitError as exc:
             result.skipped.append((str(path), str(exc)))
-            print(f"skipped: {exc}", file=sys.stderr)
+            tqdm.write(f"skipped: {exc}", file=sys.stderr)  # on its own line, under the bar
             continue
         mask = predictor.mask_from_probabilities(probs, threshold)
         if postprocess is not None:
@@ -93,6 +130,9 @@ def predict_files(predictor: Predictor, paths: list[Path], out: Path, threshold:
             with atomic_path(out / f"{stem}_prob.tif") as tmp:
                 tifffile.imwrite(tmp, np.round(probs * 65535).astype(np.uint16),
                                  photometric="minisblack")
+        if instances:
+            labels = label_instances(mask > 0, split_touching=split_touching)
+            save_labels_tiff(labels, out / f"{stem}_instances.tif")
         if rle_writer is not None:
-            rle_writer.write(path.name, (mask > 0).astype(np.uint8))
+            rle_writer.write_mask(path.name, mask > 0)
     return result

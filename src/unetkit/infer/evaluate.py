@@ -1,10 +1,28 @@
 """`unetkit evaluate`: honest metrics at each image's original size, through the predict path.
 
-Semantics, stated because tools differ: per-class IoU/Dice pool all pixels of the evaluated
-images (micro over pixels, per class); `mean_iou`/`mean_dice` are the macro mean over classes
-(background included, the ignore value excluded); top-level `dice`/`iou` are the foreground
-class of a binary task. Per-image scores (per_image.csv) average the foreground classes, and
-an image with no foreground in truth and prediction scores Dice 1 (the empty-mask rule).
+Semantics, stated because tools differ. Every image's confusion matrix is added up first
+(pixels pooled over images), the ignore value excluded everywhere. Then:
+
+- `per_class`: each class's IoU and Dice from the pooled pixels;
+- `mean_iou`/`mean_dice`: macro mean over all classes, background included;
+- `mean_iou_foreground`/`mean_dice_foreground`: macro mean over classes 1..K-1;
+- `micro_iou`/`micro_dice`: TP, FP and FN summed over all classes, then scored once
+  (micro_dice then equals pixel_accuracy);
+- `micro_iou_foreground`/`micro_dice_foreground`: the same over classes 1..K-1;
+- `dice`/`iou` (binary tasks only): the foreground class, equal to the foreground means.
+
+A class absent from both truth and prediction scores 1.0 (the empty-mask rule). Per-image
+scores (per_image.csv) average the foreground classes, and an image with no foreground in
+truth and prediction scores Dice 1. `postprocess` (e.g. --keep-largest, --min-size) is
+applied to each predicted mask before scoring, so its effect is measurable.
+
+With `instances`, objects are scored too ("instances" in the JSON): predicted objects are
+the connected components of the predicted foreground (split where they touch, unless
+split_touching is off); true objects are the mask's own labels when it is a 16-bit (or
+wider) label image, else the connected components of the true foreground (8-connected).
+A predicted object matches a true one when their IoU is above 0.5 (one-to-one); tp, fp and
+fn are summed over images and give precision, recall and F1; `mean_image_f1` is the mean of
+the per-image F1 scores.
 """
 
 from __future__ import annotations
@@ -17,18 +35,23 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from torch import nn
+from scipy import ndimage
 
 from unetkit.data.formats import MaskSpec, Sample, open_dataset
-from unetkit.data.loading import read_mask
-from unetkit.data.readers import read_image
+from unetkit.data.loading import mask_label, read_mask
+from unetkit.data.masks import to_class_index
+from unetkit.data.readers import read_image, read_raw_mask
+from unetkit.data.transforms import IGNORE
 from unetkit.errors import UnetkitError, UsageError
+from unetkit.infer.instance_metrics import _ratio, match_instances
+from unetkit.infer.postprocess import label_instances
 from unetkit.infer.predict import Predictor
 from unetkit.infer.seg_metrics import confusion, per_image_scores, summarise
 from unetkit.io_utils import atomic_write_text
 from unetkit.progress import progress
 
 SPLITS = ("auto", "train", "val", "test", "all")
+IOU_THRESHOLD = 0.5
 
 
 @dataclass
@@ -38,7 +61,7 @@ class Evaluation:
     split: str = "all"
 
 
-def mask_spec_of(model: nn.Module) -> MaskSpec:
+def mask_spec_of(model: Any) -> MaskSpec:
     spec = (getattr(model, "unetkit_meta", {}) or {}).get("mask_spec")
     if not spec:
         return MaskSpec(kind="binary")
@@ -69,15 +92,49 @@ def choose_samples(samples: list[Sample], split: str, run_dir: Path | None,
     return chosen, split
 
 
+def _is_label_image(raw: np.ndarray) -> bool:
+    return raw.ndim == 2 and raw.dtype.kind in "iu" and raw.dtype.itemsize >= 2
+
+
+def load_truth(sample: Sample, spec: MaskSpec, shape: tuple[int, int]
+               ) -> tuple[np.ndarray, np.ndarray | None]:
+    """(class-index truth, raw mask or None for run-length masks), reading the file once.
+
+    A 16-bit (or wider) label image is read as instances (foreground = label > 0) even when
+    the model's mask spec says binary: thresholding labels at 127 would drop most objects.
+    """
+    if sample.mask is None or sample.mask_rle is not None:
+        return read_mask(sample, spec, shape), None
+    raw = read_raw_mask(sample.mask, sample.mask_page)
+    if spec.kind == "binary" and _is_label_image(raw):
+        spec = MaskSpec(kind="instance")
+    truth = to_class_index(raw, spec, mask_label(sample))
+    if spec.ignore_index is not None and spec.ignore_index != IGNORE:
+        truth = np.where(truth == spec.ignore_index, IGNORE, truth).astype(np.uint8)
+    return truth, raw
+
+
+def truth_instances(truth: np.ndarray, raw: np.ndarray | None) -> np.ndarray:
+    """True object labels: the raw mask when it is a 16-bit (or wider) integer label image of
+    the truth's size, else the 8-connected components of the true foreground."""
+    if raw is not None and _is_label_image(raw) and raw.shape == truth.shape:
+        return np.where(truth == IGNORE, 0, raw).astype(np.int64)
+    fg = (truth > 0) & (truth != IGNORE)
+    labels, _ = ndimage.label(fg, structure=np.ones((3, 3), dtype=bool))
+    return labels
+
+
 def evaluate_samples(predictor: Predictor, samples: list[Sample], spec: MaskSpec,
                      quiet: bool = False, hd95: bool = False,
-                     postprocess: Any = None) -> Evaluation:
+                     postprocess: Any = None, instances: bool = False,
+                     split_touching: bool = True) -> Evaluation:
     k = 2 if predictor.binary else len(predictor.class_names)
     total = np.zeros((k, k), dtype=np.int64)
+    counts = {"tp": 0, "fp": 0, "fn": 0}
     rows = []
     for s in progress(samples, total=len(samples), desc="Evaluating", disable=quiet):
         image = read_image(s.image, s.image_page)
-        truth = read_mask(s, spec)
+        truth, raw = load_truth(s, spec, image.shape[:2])
         if truth.shape != image.shape[:2]:
             raise UnetkitError(f"{s.mask} does not match the size of {s.image} (mask size "
                                "mismatch).")
@@ -86,6 +143,13 @@ def evaluate_samples(predictor: Predictor, samples: list[Sample], spec: MaskSpec
             pred = postprocess(pred)
         total += confusion(pred, truth, k)
         row = {"file": s.name, **per_image_scores(pred, truth, k)}
+        if instances:
+            found = match_instances(label_instances(pred > 0, split_touching=split_touching),
+                                    truth_instances(truth, raw), IOU_THRESHOLD)
+            for key in counts:
+                counts[key] += found[key]
+            row.update({"instance_f1": found["f1"], "instance_tp": found["tp"],
+                        "instance_fp": found["fp"], "instance_fn": found["fn"]})
         if hd95:
             from unetkit.infer.seg_metrics import hd95 as hd95_fn
 
@@ -100,6 +164,13 @@ def evaluate_samples(predictor: Predictor, samples: list[Sample], spec: MaskSpec
             vals = [r[key] for r in rows if not np.isnan(r[key])]
             metrics["per_class"][predictor.class_names[c]]["hd95"] = \
                 float(np.mean(vals)) if vals else float("nan")
+    if instances:
+        tp, fp, fn = counts["tp"], counts["fp"], counts["fn"]
+        metrics["instances"] = {
+            "iou_threshold": IOU_THRESHOLD, "split_touching": split_touching,
+            "precision": _ratio(tp, tp + fp), "recall": _ratio(tp, tp + fn),
+            "f1": _ratio(2 * tp, 2 * tp + fp + fn), "tp": tp, "fp": fp, "fn": fn,
+            "mean_image_f1": float(np.mean([r["instance_f1"] for r in rows])) if rows else 1.0}
     return Evaluation(metrics, rows)
 
 
@@ -114,11 +185,15 @@ def write_per_image(rows: list[dict[str, Any]], path: Path) -> None:
     atomic_write_text(path, buf.getvalue())
 
 
-def evaluate(model: nn.Module, data: str | Path, split: str = "auto", format: str = "auto",
+def evaluate(model: Any, data: str | Path, split: str = "auto", format: str = "auto",
              run_dir: Path | None = None, tta: bool = False, tile: int | None = None,
              quiet: bool = True, hd95: bool = False, device: str | None = None,
-             postprocess: Any = None) -> Evaluation:
-    """Evaluate a loaded model on a data folder; see the module docstring for the semantics."""
+             postprocess: Any = None, instances: bool = False, split_touching: bool = True,
+             engine: str = "torch") -> Evaluation:
+    """Evaluate a loaded model on a data folder; see the module docstring for the semantics.
+
+    `model` is a PyTorch model or an OnnxEngine; `engine="onnx"` runs a PyTorch model on
+    onnxruntime (exported in memory)."""
     meta = getattr(model, "unetkit_meta", {}) or {}
     fmt = format if format != "auto" else meta.get("data_format", "auto")
     try:
@@ -134,7 +209,8 @@ def evaluate(model: nn.Module, data: str | Path, split: str = "auto", format: st
         trained_on = (yaml.safe_load((run_dir / "config.yaml").read_text()) or {}).get("data")
         same = trained_on is not None and Path(trained_on).resolve() == Path(data).resolve()
     samples, used = choose_samples(spec.samples, split, run_dir, same)
-    predictor = Predictor(model, device=device, tta=tta, tile=tile)
-    result = evaluate_samples(predictor, samples, mask_spec_of(model), quiet, hd95, postprocess)
+    predictor = Predictor(model, device=device, tta=tta, tile=tile, engine=engine)
+    result = evaluate_samples(predictor, samples, mask_spec_of(model), quiet, hd95, postprocess,
+                              instances, split_touching)
     result.split = used
     return result

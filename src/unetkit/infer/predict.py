@@ -9,15 +9,15 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch import nn
 
 from unetkit.data.dataset import match_channels
 from unetkit.device import autocast_context, pick_device
-from unetkit.errors import UnetkitError
+from unetkit.errors import UnetkitError, UsageError
 from unetkit.infer.tiling import sliding_window
 
 WHOLE_IMAGE_PIXELS = 1024 * 1024  # above this, predict by tiles to bound memory
@@ -36,13 +36,32 @@ def tta_transforms(square: bool) -> list[tuple[Callable, Callable]]:
 
 
 class Predictor:
-    """Runs one model on numpy images; holds the device, tiling and TTA choices."""
+    """Runs one model on numpy images; holds the device, tiling and TTA choices.
 
-    def __init__(self, model: nn.Module, device: str | torch.device | None = None,
+    `model` is a PyTorch model (from `load_model`/`build_model`), an `OnnxEngine`, or an
+    onnxruntime InferenceSession of a `unetkit export` file. `engine="onnx"` exports a
+    PyTorch model in memory and runs it on onnxruntime. The engine only changes the function
+    that maps a normalised batch to logits; scaling, tiling, TTA and thresholding are shared.
+    """
+
+    def __init__(self, model: Any, device: str | torch.device | None = None,
                  tile: int | None = None, overlap: float = 0.25, tta: bool = False,
-                 batch_size: int = 4, precision: str = "auto") -> None:
-        self.device = pick_device(device)
-        self.model = model.to(self.device).eval()
+                 batch_size: int = 4, precision: str = "auto", engine: str = "torch") -> None:
+        from unetkit.infer import onnx as onnx_engine
+
+        if engine not in ("torch", "onnx"):
+            raise UsageError(f"--engine {engine!r} is unknown; use torch or onnx.")
+        if onnx_engine.is_session(model):
+            model = onnx_engine.OnnxEngine(model)
+        elif engine == "onnx" and not onnx_engine.is_engine(model):
+            model = onnx_engine.OnnxEngine.from_module(model)
+        self.engine = "onnx" if onnx_engine.is_engine(model) else "torch"
+        if self.engine == "onnx":
+            self.device = torch.device("cpu")  # onnxruntime takes and returns host arrays
+            self.model = model
+        else:
+            self.device = pick_device(device)
+            self.model = model.to(self.device).eval()
         self.meta = dict(getattr(model, "unetkit_meta", {}) or {})
         self.binary = bool(self.meta.get("binary", True))
         self.class_names: list[str] = self.meta.get("class_names", ["background", "foreground"])
@@ -54,6 +73,7 @@ class Predictor:
         self.overlap, self.tta, self.batch_size = overlap, tta, batch_size
         self.precision = precision
         self.margin_fn = getattr(model, "output_margin", None)
+        self.grid = onnx_engine.pooling_grid(model)  # tiles start on this grid
 
     @property
     def out_channels(self) -> int:
@@ -64,9 +84,10 @@ class Predictor:
             image = image[..., None]
         c = image.shape[-1]
         if c != self.channels and not (c == 1 or (c in (3, 4) and self.channels in (1, 3))):
-            raise UnetkitError(f"{name} has {c} channels but the model expects {self.channels}.")
+            raise UnetkitError(f"{name} has {c} channels but the model expects {self.channels} "
+                               f"(it was trained on {self.channels}-channel images).")
         image = match_channels(image, self.channels)
-        t = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).float() / 255.0
+        t = torch.from_numpy(np.array(image, dtype=np.float32)).permute(2, 0, 1) / 255.0
         return (t - self.mean) / self.std
 
     def _working_size(self, h: int, w: int) -> tuple[int, int]:
@@ -77,16 +98,22 @@ class Predictor:
         s = float(scale)
         return max(1, round(h * s)), max(1, round(w * s))
 
+    def logits(self, batch: torch.Tensor) -> torch.Tensor:
+        """The engine's one job: a normalised N×C×H×W batch -> N×K×h×w float32 logits."""
+        if self.engine == "onnx":
+            return self.model(batch)
+        batch = batch.to(self.device).contiguous(memory_format=torch.channels_last)
+        with autocast_context(self.device, self.precision):
+            return self.model(batch).float()
+
     @torch.inference_mode()
     def _forward(self, batch: torch.Tensor) -> torch.Tensor:
-        batch = batch.to(self.device).contiguous(memory_format=torch.channels_last)
+        batch = batch.to(self.device)
         outs = []
         ops = tta_transforms(batch.shape[-1] == batch.shape[-2]) if self.tta else \
             tta_transforms(False)[:1]
         for fwd, inv in ops:
-            with autocast_context(self.device, self.precision):
-                logits = self.model(fwd(batch))
-            logits = inv(logits.float())
+            logits = inv(self.logits(fwd(batch)).float())
             outs.append(torch.sigmoid(logits) if self.binary else torch.softmax(logits, 1))
         return torch.stack(outs).mean(0).cpu()
 
@@ -110,7 +137,7 @@ class Predictor:
             tile = tile or 512
             probs = sliding_window(self._forward, x, (tile, tile), overlap=self.overlap,
                                    batch_size=self.batch_size, out_channels=self.out_channels,
-                                   margin=margin)
+                                   margin=margin, align=self.grid)
         if (wh, ww) != (h, w):
             probs = F.interpolate(probs[None], size=(h, w), mode="bilinear",
                                   align_corners=False)[0]

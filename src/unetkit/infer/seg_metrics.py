@@ -52,12 +52,35 @@ def _class_scores(conf: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return iou, dice
 
 
-def summarise(conf: np.ndarray, class_names: list[str], binary: bool) -> dict:
-    """The metrics JSON: pixel accuracy, macro mean IoU/Dice over all classes, per-class scores.
+def _micro(conf: np.ndarray, classes: np.ndarray) -> tuple[float, float]:
+    """IoU and Dice of the listed classes' pixels pooled: sum TP, FP and FN over the classes
+    first, then score once (1.0 when all three sums are 0: the empty-mask rule)."""
+    conf = conf.astype(np.float64)
+    tp = np.diag(conf)[classes].sum()
+    fp = (conf.sum(0) - np.diag(conf))[classes].sum()
+    fn = (conf.sum(1) - np.diag(conf))[classes].sum()
+    if tp + fp + fn == 0:
+        return 1.0, 1.0
+    return float(tp / (tp + fp + fn)), float(2 * tp / (2 * tp + fp + fn))
 
-    Means are over every class including background, each class scored from the pooled
-    pixels. A class absent from both truth and prediction scores 1.0 (the empty-mask rule).
-    Binary tasks also report "dice" and "iou" of the foreground class (class 1).
+
+def summarise(conf: np.ndarray, class_names: list[str], binary: bool) -> dict:
+    """The metrics JSON: pixel accuracy, macro and micro IoU/Dice, per-class scores.
+
+    Each class is scored from the pooled pixels of all images (a class absent from both
+    truth and prediction scores 1.0, the empty-mask rule). Then, over a set of classes:
+
+    - macro: the plain mean of the per-class scores — `mean_iou`/`mean_dice` over every
+      class (background included), `mean_iou_foreground`/`mean_dice_foreground` over
+      classes 1..K-1;
+    - micro: TP, FP and FN summed over the classes, then scored once — `micro_iou`/
+      `micro_dice` over every class (with background; every wrong pixel is one FP and one
+      FN, so micro_dice equals pixel_accuracy), `micro_iou_foreground`/
+      `micro_dice_foreground` over classes 1..K-1 (a confusion between two foreground
+      classes counts as FP and FN; a miss against background counts once).
+
+    Binary tasks also report "dice" and "iou" of the foreground class (class 1); for them
+    the foreground macro and micro scores equal these.
     """
     conf = np.asarray(conf)
     k = conf.shape[0]
@@ -72,13 +95,21 @@ def summarise(conf: np.ndarray, class_names: list[str], binary: bool) -> dict:
         raise UnetkitError("There are no pixels to score: every pixel was ignored or no "
                            "images were scored.")
     iou, dice = _class_scores(conf)
+    micro_iou, micro_dice = _micro(conf, np.arange(k))
     out: dict = {
         "pixel_accuracy": float(np.trace(conf) / total),
         "mean_iou": float(iou.mean()),
         "mean_dice": float(dice.mean()),
-        "per_class": {name: {"iou": float(iou[i]), "dice": float(dice[i])}
-                      for i, name in enumerate(class_names)},
+        "micro_iou": micro_iou,
+        "micro_dice": micro_dice,
     }
+    if k >= 2:
+        fg_iou, fg_dice = _micro(conf, np.arange(1, k))
+        out.update({"mean_iou_foreground": float(iou[1:].mean()),
+                    "mean_dice_foreground": float(dice[1:].mean()),
+                    "micro_iou_foreground": fg_iou, "micro_dice_foreground": fg_dice})
+    out["per_class"] = {name: {"iou": float(iou[i]), "dice": float(dice[i])}
+                        for i, name in enumerate(class_names)}
     if binary:
         out["dice"] = float(dice[1])
         out["iou"] = float(iou[1])

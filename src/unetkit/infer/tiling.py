@@ -36,16 +36,28 @@ def _mirror_index(start: int, size: int, length: int) -> slice | torch.Tensor:
     return torch.where(idx >= length, period - idx, idx)
 
 
-def _positions(length: int, out_tile: int, overlap: float) -> list[int]:
+def _positions(length: int, out_tile: int, overlap: float, align: int = 1) -> list[int]:
     """Output-tile start positions covering 0..length, evenly spaced, step <= tile*(1-overlap).
 
-    An axis shorter than the tile gets one tile centred on it (a negative start).
+    An axis shorter than the tile gets one tile centred on it (a negative start). With
+    `align` > 1 every start is a multiple of `align` (the model's pooling grid: a U-Net of
+    depth d is only shift-equivariant by multiples of 2^d, so aligned tiles see the pixels
+    as the whole image does); the last tile may then end up to align-1 pixels past the
+    image, over mirrored pixels. An `align` larger than the tile is ignored.
     """
+    align = max(1, int(align))
+    if align > out_tile:  # aligned starts would leave holes between tiles
+        align = 1
     if length <= out_tile:
-        return [-((out_tile - length) // 2)]
+        return [-((out_tile - length) // 2 // align * align)]
     step = max(1, math.floor(out_tile * (1 - overlap)))
-    count = math.ceil((length - out_tile) / step) + 1
-    return [round(i * (length - out_tile) / (count - 1)) for i in range(count)]
+    if align == 1:
+        count = math.ceil((length - out_tile) / step) + 1
+        return [round(i * (length - out_tile) / (count - 1)) for i in range(count)]
+    units = math.ceil((length - out_tile) / align)  # the last start, in multiples of align
+    step_units = max(1, step // align)
+    count = math.ceil(units / step_units) + 1
+    return [round(i * units / (count - 1)) * align for i in range(count)]
 
 
 def gaussian_weight(size: tuple[int, int]) -> torch.Tensor:
@@ -62,7 +74,7 @@ def gaussian_weight(size: tuple[int, int]) -> torch.Tensor:
 
 def sliding_window(predict_fn: PredictFn, image: torch.Tensor, tile: tuple[int, int],
                    overlap: float = 0.25, batch_size: int = 4, out_channels: int | None = None,
-                   margin: int = 0) -> torch.Tensor:
+                   margin: int = 0, align: int = 1) -> torch.Tensor:
     """Predict a C×H×W image tile by tile and return the blended K×H×W float32 output.
 
     `predict_fn` maps a B×C×th×tw batch (tile = (th, tw)) to B×K×oh×ow logits or
@@ -70,7 +82,9 @@ def sliding_window(predict_fn: PredictFn, image: torch.Tensor, tile: tuple[int, 
     valid-padding models (572 in, 388 out: margin 92). The image is mirror-padded so every
     pixel is predicted with full context; an image smaller than the tile is one padded tile.
     Output tiles are placed with at least `overlap` (a fraction) in common and blended with a
-    Gaussian weight. Runs under torch.no_grad on the image's device.
+    Gaussian weight. `align` puts tile starts on multiples of it (see _positions; pass
+    2^depth for a U-Net so tiled and whole-image predictions agree). Runs under
+    torch.no_grad on the image's device.
     """
     if image.ndim != 3:
         raise UnetkitError(f"Tiled prediction needs a C×H×W image, not shape "
@@ -91,7 +105,7 @@ def sliding_window(predict_fn: PredictFn, image: torch.Tensor, tile: tuple[int, 
         raise UnetkitError(f"Tiled prediction got an empty image of shape {tuple(image.shape)}.")
     device = image.device
     weight = gaussian_weight((oh, ow)).to(device)
-    ys, xs = _positions(h, oh, overlap), _positions(w, ow, overlap)
+    ys, xs = _positions(h, oh, overlap, align), _positions(w, ow, overlap, align)
     origins = [(y, x) for y in ys for x in xs]
     acc: torch.Tensor | None = None
     if out_channels is not None:

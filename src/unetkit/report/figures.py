@@ -89,3 +89,18 @@ def grid_tensor(images: torch.Tensor, truth: torch.Tensor, pred: torch.Tensor,
         rows.append(np.concatenate([x, t_rgb, p_rgb], axis=1))
     grid = np.concatenate(rows, axis=0)
     return torch.from_numpy(grid).permute(2, 0, 1)
+
+
+def plot_lr_curve(lrs: list[float], losses: list[float], suggestion: float, path: Path) -> None:
+    """Loss against learning rate (log scale) with the suggested rate marked."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig, ax = plt.subplots(figsize=(6, 4))
+    ax.plot(lrs, losses)
+    ax.axvline(suggestion, color="red", linestyle="--", label=f"suggested lr {suggestion:.2e}")
+    ax.set_xscale("log")
+    ax.set_xlabel("learning rate")
+    ax.set_ylabel("loss (smoothed)")
+    ax.set_title("learning-rate range test")
+    ax.legend()
+    ax.grid(alpha=0.3)
+    _save(fig, path)

@@ -37,20 +37,27 @@ class FitResult:
 
 
 class EpochSeededSampler(Sampler[int]):
-    """A shuffle fixed by (seed, epoch), so a resumed run sees the same data order."""
+    """A shuffle fixed by (seed, epoch), so a resumed run sees the same data order.
 
-    def __init__(self, n: int, seed: int) -> None:
+    `length` > n repeats the data within an epoch: when patches are much smaller than the
+    images, an epoch then still covers about every image's area once.
+    """
+
+    def __init__(self, n: int, seed: int, length: int | None = None) -> None:
         self.n, self.seed, self.epoch = n, seed, 0
+        self.length = max(n, length or n)
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 
     def __iter__(self):  # type: ignore[override]
         g = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
-        return iter(torch.randperm(self.n, generator=g).tolist())
+        rounds = -(-self.length // self.n)
+        order = torch.cat([torch.randperm(self.n, generator=g) for _ in range(rounds)])
+        return iter(order[:self.length].tolist())
 
     def __len__(self) -> int:
-        return self.n
+        return self.length
 
 
 class EpochSeeding(L.Callback):
@@ -66,15 +73,29 @@ class EpochSeeding(L.Callback):
         torch.manual_seed(s)
 
 
+def quiet_lightning() -> None:
+    """Keep the console for unetkit's own messages and the progress bar."""
+    import logging
+    import warnings
+
+    for name in ("lightning.pytorch", "lightning.fabric", "lightning.pytorch.utilities.rank_zero",
+                 "lightning.pytorch.accelerators.cuda"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    warnings.filterwarnings("ignore", message=".*LeafSpec.*")
+    warnings.filterwarnings("ignore", message=".*does not have many workers.*")
+    warnings.filterwarnings("ignore", message=".*litlogger.*")
+
+
 def _say(msg: str, quiet: bool) -> None:
     if not quiet:
         print(msg, file=sys.stderr, flush=True)
 
 
 def _loader(ds: SegmentationDataset, batch: int, train: bool, workers: int, seed: int,
-            device: torch.device) -> DataLoader:
-    return DataLoader(ds, batch_size=batch, sampler=EpochSeededSampler(len(ds), seed) if train
-                      else None, shuffle=False, drop_last=train and len(ds) > batch,
+            device: torch.device, length: int | None = None) -> DataLoader:
+    sampler = EpochSeededSampler(len(ds), seed, length) if train else None
+    return DataLoader(ds, batch_size=batch, sampler=sampler, shuffle=False,
+                      drop_last=train and len(sampler or ds) > batch,
                       num_workers=workers, pin_memory=device.type == "cuda",
                       persistent_workers=workers > 0)
 
@@ -87,12 +108,14 @@ def _in_channels(data: PreparedData, indices: list[int], asked: int | None) -> i
     return 3 if c == 4 else c  # RGBA: alpha carries no appearance
 
 
-def fit(config: FitConfig, quiet: bool = False, resume: bool = False) -> FitResult:
+def fit(config: FitConfig, quiet: bool = False, resume: bool = False,
+        lr_find_only: bool = False) -> FitResult:
     """Train to the config; write the run directory of DESIGN.md; return validation metrics."""
     out = Path(config.out)
     if not config.data:
         raise UsageError("--data is required: the folder holding the images and masks.")
     max_time = parse_duration(config.max_time)
+    quiet_lightning()
     device = pick_device()
     L.seed_everything(config.seed, workers=True, verbose=False)
     _say(f"unetkit fit: data {config.data} -> run {out} on {device.type}", quiet)
@@ -131,37 +154,43 @@ def fit(config: FitConfig, quiet: bool = False, resume: bool = False) -> FitResu
     logit_channels = config.classes or (1 if binary else classes)
     model = build_model(config.model, in_channels=channels, classes=logit_channels,
                         **d.values["model_options"])
+    size = _fit_size_to_model(model, list(d.values["size"]))
     norm = getattr(model, "input_normalization", None)
-    if norm and channels == 3:
+    if norm:
         mean, std = list(norm["mean"]), list(norm["std"])
         norm_reason = "the pretrained encoder's statistics"
     else:
         mean, std = channel_stats(data.cache, train_idx, channels)
         norm_reason = "computed once from the training images"
-    resolved = FitConfig(**{**config.to_dict(), "size": d.values["size"],
+    loss_name = config.loss if config.loss != "auto" else \
+        ("bce-dice" if logit_channels == 1 else "ce-dice")
+    resolved = FitConfig(**{**config.to_dict(), "size": size,
                             "batch_size": d.values["batch_size"],
                             "model_options": d.values["model_options"],
                             "precision": d.values["precision"], "in_channels": channels,
-                            "num_workers": d.values["num_workers"],
-                            "loss": config.loss if config.loss != "auto" else
-                            ("bce-dice" if logit_channels == 1 else "ce-dice")})
+                            "num_workers": d.values["num_workers"], "loss": loss_name})
     for reason in d.reasons:
         _say(f"  picked {reason}", quiet)
     _say(f"  {len(train_idx)} training / {len(val_idx)} validation images, {classes} classes "
          f"({data.mask.kind} masks), {channels} channel(s), normalised with {norm_reason}", quiet)
     out.mkdir(parents=True, exist_ok=True)
-    resolved.save(out / "config.yaml")
 
     grey = channels == 1
-    size = resolved.size
+    weight_maps = loss_name == "weighted-ce"
+    valid_padding = hasattr(model, "output_margin")
     train_ds = SegmentationDataset(data.cache, train_idx,
                                    build_transforms(size, resolved.augment, True, grey),
-                                   channels, mean, std)
-    val_ds = SegmentationDataset(data.cache, val_idx or train_idx[:1],
-                                 build_transforms(size, "none", False, grey), channels, mean, std)
-    same_size = len({data.cache.shapes[i] for i in (val_idx or train_idx[:1])}) == 1
+                                   channels, mean, std, weight_maps)
+    val_tf = build_transforms(size, "none", False, grey, center_crop=valid_padding)
+    val_ds = SegmentationDataset(data.cache, val_idx or train_idx[:1], val_tf, channels, mean,
+                                 std, weight_maps)
+    same_size = valid_padding or \
+        len({data.cache.shapes[i] for i in (val_idx or train_idx[:1])}) == 1
     workers = resolved.num_workers or 0
-    train_loader = _loader(train_ds, resolved.batch_size, True, workers, config.seed, device)
+    area = sum(data.cache.shapes[i][0] * data.cache.shapes[i][1] for i in train_idx)
+    epoch_length = -(-area // (size[0] * size[1]))
+    train_loader = _loader(train_ds, resolved.batch_size, True, workers, config.seed, device,
+                           epoch_length)
     val_loader = _loader(val_ds, resolved.batch_size if same_size else 1, False, workers,
                          config.seed, device)
 
@@ -171,27 +200,47 @@ def fit(config: FitConfig, quiet: bool = False, resume: bool = False) -> FitResu
             "normalization": {"mean": mean, "std": std}, "input_size": size, "scale": scale,
             "mask_spec": _mask_spec_dict(data), "data_format": spec.format}
     model.unetkit_meta = meta
-    loss = build_loss(resolved.loss, logit_channels)
+    loss = build_loss(loss_name, logit_channels, **config.loss_options)
+    lr = resolved.lr
     module = SegmentationModule(model, loss, 2 if logit_channels == 1 else logit_channels,
-                                class_names, resolved.optimizer, resolved.lr,
-                                resolved.weight_decay, resolved.scheduler, max_time,
-                                channels_last=True)
+                                class_names, resolved.optimizer,
+                                1e-3 if lr == "auto" else float(lr), resolved.weight_decay,
+                                resolved.scheduler, max_time, channels_last=True)
+    if lr_find_only:
+        lr = "auto"
+    if lr == "auto" and not resume:
+        from unetkit.train.lr_find import run_lr_find
+
+        found = run_lr_find(module, train_loader, out / "report" / "lr_finder.png",
+                            resolved.precision, device)
+        module.lr = resolved.lr = found
+        _say(f"  picked lr = {found:.2e}: steepest descent of the range test "
+             f"(report/lr_finder.png)", quiet)
+    if lr_find_only:
+        return FitResult(out, {"suggested_lr": resolved.lr})
+    resolved.save(out / "config.yaml")
     callbacks: list[L.Callback] = [
         L.pytorch.callbacks.ModelCheckpoint(dirpath=out / "checkpoints", filename="best",
-                                            monitor=config.monitor, mode="max", save_last=True,
-                                            enable_version_counter=False),
-        ArtifactOnBest(out / "model", config.monitor, meta),
+                                            monitor=config.monitor, mode=_mode(config.monitor),
+                                            save_last=True, enable_version_counter=False),
+        ArtifactOnBest(out / "model", config.monitor, meta, _mode(config.monitor)),
         MetricsCsv(out / "metrics.csv"), ImageGridLogger(), EpochSeeding(config.seed),
         L.pytorch.callbacks.TQDMProgressBar(refresh_rate=1 if not quiet else 0),
     ]
+    if config.unfreeze_at is not None:
+        from unetkit.train.encoder_schedule import UnfreezeEncoder
+
+        callbacks.append(UnfreezeEncoder(config.unfreeze_at))
     if config.patience:
-        callbacks.append(L.pytorch.callbacks.EarlyStopping(config.monitor, mode="max",
+        callbacks.append(L.pytorch.callbacks.EarlyStopping(config.monitor,
+                                                           mode=_mode(config.monitor),
                                                            patience=config.patience))
     trainer = L.Trainer(
         max_epochs=config.epochs, max_time=timedelta(seconds=max_time) if max_time else None,
         accelerator="gpu" if device.type == "cuda" else "cpu", devices=config.devices,
-        precision=resolved.precision, logger=L.pytorch.loggers.TensorBoardLogger(
-            str(out), name="tensorboard", version="", default_hp_metric=False),
+        num_nodes=config.num_nodes, precision=resolved.precision,
+        logger=L.pytorch.loggers.TensorBoardLogger(str(out), name="tensorboard", version="",
+                                                   default_hp_metric=False),
         callbacks=callbacks, plugins=[AtomicCheckpointIO()], default_root_dir=str(out),
         num_sanity_val_steps=0, enable_model_summary=False, enable_progress_bar=not quiet,
         log_every_n_steps=max(1, min(50, len(train_loader))), deterministic=config.deterministic,
@@ -207,6 +256,24 @@ def fit(config: FitConfig, quiet: bool = False, resume: bool = False) -> FitResu
 
     metrics = write_report(out, data, splits, quiet=quiet)
     return FitResult(out, metrics)
+
+
+def _mode(monitor: str) -> str:
+    return "min" if monitor.endswith("loss") else "max"
+
+
+def _fit_size_to_model(model: torch.nn.Module, size: list[int]) -> list[int]:
+    """Valid-padding models accept only some sizes: take the nearest valid one."""
+    if not hasattr(model, "output_margin"):
+        return size
+    from unetkit.models.unet_valid import nearest_valid_sizes
+
+    depth = getattr(model, "depth", 4)
+    fitted = []
+    for side in size:
+        smaller, larger = nearest_valid_sizes(side, depth)
+        fitted.append(smaller or larger)
+    return fitted
 
 
 def foreground_strata_one(data: PreparedData, i: int) -> int:

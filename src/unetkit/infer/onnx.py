@@ -1,0 +1,364 @@
+"""Export a model to ONNX, and run an exported model on onnxruntime.
+
+The exported graph maps a normalised float32 batch (N×C×H×W: pixels / 255, then
+(x - mean) / std per channel, the statistics stored in the file's metadata) to logits
+(N×K×H×W; K = 1 with a sigmoid for binary models, else a softmax over K classes). Batch,
+height and width are dynamic: same-padding models pad internally to a multiple of 2^depth
+(32 for the pretrained encoders), and that padding is traced from an input that needs it,
+so the graph pads and crops for any size. Valid-padding models (unet-valid) are dynamic too
+and accept the sizes the PyTorch model accepts (the output is smaller by 2 × margin).
+
+The metadata (`metadata_props`) carries what inference needs besides the graph: the
+normalisation, class names, training input size and scale, whether the task is binary, the
+padding multiple, the unetkit version and the whole config.json of the artifact.
+
+`OnnxEngine` is the onnxruntime counterpart of a model's forward: it maps a normalised
+torch batch to logits, so `Predictor` keeps one predict path for both engines.
+"""
+
+from __future__ import annotations
+
+import copy
+import io
+import json
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from unetkit.errors import UnetkitError, UsageError
+
+OPSET = 17
+TOLERANCE = 1e-4
+INPUT_NAME = "input"
+OUTPUT_NAME = "logits"
+ONNX_NAME = "model.onnx"
+DYNAMIC_AXES = {0: "batch", 2: "height", 3: "width"}
+
+
+def _version() -> str:
+    import unetkit
+
+    return unetkit.__version__
+
+
+def is_valid_padding(model: nn.Module) -> bool:
+    return hasattr(model, "output_margin")
+
+
+def pooling_grid(model: Any) -> int:
+    """The shift a model is equivariant to: 2^depth for the U-Nets (same or valid padding),
+    the encoder's total stride (32) for the pretrained-encoder models."""
+    if isinstance(model, OnnxEngine):
+        return model.grid
+    name = type(model).__name__
+    if name in ("UNet", "UNetValid"):
+        return 2 ** int(model.depth)
+    if name == "TimmUNet":
+        from unetkit.models.timm_unet import HEAD_REDUCTION
+
+        return int(HEAD_REDUCTION)
+    return 32  # MobileNetV2UNet, and a safe guess (a power of two) for anything else
+
+
+def pad_multiple(model: nn.Module) -> int:
+    """The multiple a same-padding model pads its input up to (1 for valid-padding models)."""
+    return 1 if is_valid_padding(model) else pooling_grid(model)
+
+
+def _valid_sizes(depth: int) -> tuple[int, int]:
+    """Two small, different input sizes a valid-padding U-Net of this depth accepts."""
+    from unetkit.models.unet_valid import nearest_valid_sizes
+
+    first = nearest_valid_sizes(1, depth)[1]
+    return first, nearest_valid_sizes(first + 1, depth)[1]
+
+
+def _trace_shape(model: nn.Module, channels: int, second: bool = False) -> tuple[int, ...]:
+    """An input shape to trace (or, with `second`, to verify) the export with.
+
+    Same-padding models trace at sizes that need padding on both axes (so the padding is in
+    the graph) and verify at other, odd sizes, so a graph frozen to one size fails the check.
+    """
+    if is_valid_padding(model):
+        a, b = _valid_sizes(int(model.depth))
+        return (2, channels, b, a) if second else (1, channels, a, b)
+    m = pad_multiple(model)
+    return (2, channels, 3 * m - 3, m + 5) if second else (1, channels, 2 * m + 1, 3 * m + 1)
+
+
+def model_config(model: nn.Module) -> dict[str, Any]:
+    """The artifact's config.json for a model built by unetkit (as save_model writes it)."""
+    from unetkit.models.artifact import FORMAT_VERSION, default_meta
+
+    if not hasattr(model, "unetkit_arch"):
+        raise UsageError("Only models built with unetkit.build_model can be exported.")
+    meta = {**default_meta(model), **(getattr(model, "unetkit_meta", None) or {})}
+    return {"format_version": FORMAT_VERSION, "architecture": model.unetkit_arch, **meta}
+
+
+def _metadata(model: nn.Module, config: dict[str, Any]) -> dict[str, str]:
+    binary = bool(config.get("binary", True))
+    return {
+        "producer": "unetkit",
+        "unetkit_version": _version(),
+        "inputs": f"{INPUT_NAME}: float32 N x C x H x W, pixels / 255, then (x - mean) / std",
+        "outputs": "logits",
+        "activation": "sigmoid" if binary else "softmax",
+        "normalization": json.dumps(config.get("normalization")),
+        "class_names": json.dumps(config.get("class_names")),
+        "input_size": json.dumps(config.get("input_size")),
+        "scale": json.dumps(config.get("scale", 1.0)),
+        "binary": json.dumps(binary),
+        "in_channels": str(int(config.get("in_channels", 3))),
+        "pad_multiple": str(pad_multiple(model)),
+        "pooling_grid": str(pooling_grid(model)),
+        "valid_padding": json.dumps(is_valid_padding(model)),
+        "dynamic_axes": "batch,height,width",
+        "config": json.dumps(config),
+    }
+
+
+def read_metadata(source: Any) -> dict[str, str]:
+    """The metadata_props of an .onnx file (path or bytes) or an onnxruntime session."""
+    if hasattr(source, "get_modelmeta"):
+        return dict(source.get_modelmeta().custom_metadata_map)
+    import onnx
+
+    proto = onnx.load_from_string(source) if isinstance(source, bytes) else \
+        onnx.load(str(source), load_external_data=False)
+    return {p.key: p.value for p in proto.metadata_props}
+
+
+@dataclass
+class ExportResult:
+    data: bytes
+    metadata: dict[str, str]
+    max_abs_diff: float  # logits, random input at a size other than the traced one
+    image_max_abs_diff: float | None = None  # logits, the given real image
+    dynamic: bool = True
+    notes: list[str] = field(default_factory=list)
+
+
+def _torch_logits(model: nn.Module, x: torch.Tensor) -> np.ndarray:
+    with torch.inference_mode():
+        return model(x).float().numpy()
+
+
+def _image_input(model: nn.Module, image: np.ndarray, name: str) -> torch.Tensor:
+    """A real image as the model sees it: normalised, at the working scale (and, for valid
+    models, centre-cropped to the largest size the model accepts)."""
+    from unetkit.infer.predict import Predictor
+
+    predictor = Predictor(model, device="cpu")
+    x = predictor._prepare(image, name)
+    wh, ww = predictor._working_size(*image.shape[:2])
+    if (wh, ww) != tuple(x.shape[-2:]):
+        x = F.interpolate(x[None], size=(wh, ww), mode="bilinear", antialias=True,
+                          align_corners=False)[0]
+    if is_valid_padding(model):
+        from unetkit.models.unet_valid import nearest_valid_sizes
+
+        sizes = [nearest_valid_sizes(s, int(model.depth))[0] for s in (wh, ww)]
+        if None in sizes:
+            raise UnetkitError(f"{name} is too small to check a unet-valid export on.")
+        top, left = (wh - sizes[0]) // 2, (ww - sizes[1]) // 2
+        x = x[:, top:top + sizes[0], left:left + sizes[1]]
+    return x[None].contiguous()
+
+
+def export_onnx(model: nn.Module, opset: int = OPSET, check_image: np.ndarray | None = None,
+                image_name: str = "the check image", tolerance: float = TOLERANCE,
+                seed: int = 0) -> ExportResult:
+    """Export to ONNX bytes with metadata and verify them against PyTorch.
+
+    Raises UnetkitError when onnxruntime's logits differ from PyTorch's by more than
+    `tolerance` (max abs) on a random batch at a size other than the traced one, or on
+    `check_image` (HxWxC uint8) when given. Nothing is written; see `write_onnx`.
+    """
+    import onnx
+
+    arch = getattr(model, "unetkit_arch", {}) or {}
+    if arch.get("name") == "unet3d":
+        raise UsageError("ONNX export covers the 2-D models; unet3d is not supported yet.")
+    config = model_config(model)
+    net = copy.deepcopy(model).float().cpu().eval()
+    channels = int(config.get("in_channels", 3))
+    dummy = torch.randn(_trace_shape(net, channels), generator=torch.Generator().manual_seed(seed))
+    buf = io.BytesIO()
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # tracer warnings: shape arithmetic is traced
+            torch.onnx.export(net, (dummy,), buf, dynamo=False, opset_version=opset,
+                              input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
+                              dynamic_axes={INPUT_NAME: DYNAMIC_AXES,
+                                            OUTPUT_NAME: DYNAMIC_AXES},
+                              do_constant_folding=True)
+    except UnetkitError:
+        raise
+    except Exception as exc:
+        reason = str(exc).strip().split("\n")[0]
+        raise UnetkitError(f"ONNX export of {arch.get('name', 'the model')} failed "
+                           f"({type(exc).__name__}: {reason}).") from exc
+    proto = onnx.load_from_string(buf.getvalue())
+    metadata = _metadata(net, config)
+    del proto.metadata_props[:]
+    for key, value in metadata.items():
+        entry = proto.metadata_props.add()
+        entry.key, entry.value = key, value
+    proto.doc_string = (f"unetkit {_version()} export of {arch.get('name')}: normalised "
+                        f"images in, logits out; see metadata_props.")
+    onnx.checker.check_model(proto)
+    data = proto.SerializeToString()
+
+    engine = OnnxEngine(make_session(data, cpu_only=True))
+    check = torch.randn(_trace_shape(net, channels, second=True),
+                        generator=torch.Generator().manual_seed(seed + 1))
+    diff = _max_diff(_torch_logits(net, check), engine.logits(check), "a random input")
+    result = ExportResult(data, metadata, diff)
+    if check_image is not None:
+        x = _image_input(net, check_image, image_name)
+        result.image_max_abs_diff = _max_diff(_torch_logits(net, x), engine.logits(x),
+                                              image_name)
+    worst = max(diff, result.image_max_abs_diff or 0.0)
+    if not worst <= tolerance:
+        raise UnetkitError(f"The ONNX export differs from PyTorch by {worst:.3g} (max abs "
+                           f"logit difference), more than the {tolerance:g} allowed.")
+    return result
+
+
+def _max_diff(ref: np.ndarray, out: torch.Tensor, what: str) -> float:
+    got = out.numpy()
+    if got.shape != ref.shape:
+        raise UnetkitError(f"The ONNX export returned shape {got.shape} for {what} where "
+                           f"PyTorch returns {ref.shape}; the graph is not size-independent.")
+    return float(np.abs(got - ref).max()) if ref.size else 0.0
+
+
+def write_onnx(model: nn.Module, path: str | Path, **options: Any) -> ExportResult:
+    """Export, verify, and write `path` atomically (only after the check passed)."""
+    from unetkit.io_utils import atomic_write_bytes
+
+    path = Path(path)
+    if path.suffix.lower() != ".onnx":
+        raise UsageError(f"--onnx {path} must name a .onnx file.")
+    result = export_onnx(model, **options)
+    atomic_write_bytes(path, result.data)
+    return result
+
+
+def providers() -> list[str]:
+    """CUDA first when this onnxruntime build and machine have it, then the CPU."""
+    import onnxruntime as ort
+
+    available = ort.get_available_providers()
+    chosen = [p for p in ("CUDAExecutionProvider",) if p in available and torch.cuda.is_available()]
+    return [*chosen, "CPUExecutionProvider"]
+
+
+def make_session(source: str | Path | bytes, cpu_only: bool = False) -> Any:
+    """An onnxruntime InferenceSession for a file or bytes, threads as torch is set."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = max(1, torch.get_num_threads())
+    options.inter_op_num_threads = 1
+    options.log_severity_level = 3
+    what = "the exported model" if isinstance(source, bytes) else str(source)
+    try:
+        model = source if isinstance(source, bytes) else str(source)
+        return ort.InferenceSession(model, options, providers=["CPUExecutionProvider"]
+                                    if cpu_only else providers())
+    except Exception as exc:
+        reason = str(exc).strip().split("\n")[0]
+        raise UnetkitError(f"{what} is not a loadable ONNX model ({reason}).") from exc
+
+
+class OnnxEngine:
+    """Runs an exported model: normalised N×C×H×W torch batch in, logits out.
+
+    Carries `unetkit_meta` (the artifact config minus the architecture), like a loaded
+    PyTorch model, so `Predictor` and `evaluate` take either. Inputs smaller than the padding
+    multiple are replicate-padded here first, as the PyTorch model does (the graph's own
+    padding is the reflect padding every larger input gets).
+    """
+
+    def __init__(self, session: Any) -> None:
+        self.session = session
+        self.metadata = read_metadata(session)
+        try:
+            config = json.loads(self.metadata["config"])
+        except (KeyError, json.JSONDecodeError) as exc:
+            raise UnetkitError("The ONNX model has no unetkit metadata (export it with "
+                               "`unetkit export`).") from exc
+        self.config = config
+        self.unetkit_arch = config.get("architecture", {})
+        self.unetkit_meta = {k: v for k, v in config.items()
+                             if k not in ("architecture", "format_version")}
+        self.multiple = int(self.metadata.get("pad_multiple", "1"))
+        self.grid = int(self.metadata.get("pooling_grid", self.multiple))
+        self.input_name = session.get_inputs()[0].name
+        if json.loads(self.metadata.get("valid_padding", "false")):
+            from unetkit.models.unet_valid import valid_output_size
+
+            depth = int(self.unetkit_arch.get("options", {}).get("depth", 4))
+            self.output_margin = lambda size: (size - valid_output_size(size, depth)) // 2
+
+    @classmethod
+    def from_module(cls, model: nn.Module) -> OnnxEngine:
+        """Export a PyTorch model in memory (verified) and run it on onnxruntime."""
+        return cls(make_session(export_onnx(model).data))
+
+    def logits(self, batch: torch.Tensor) -> torch.Tensor:
+        h, w = int(batch.shape[-2]), int(batch.shape[-1])
+        m = self.multiple
+        ph, pw = (-h) % m, (-w) % m
+        padded = bool(ph or pw) and not (ph < h and pw < w)
+        if padded:
+            batch = F.pad(batch, (0, pw, 0, ph), mode="replicate")
+        x = np.ascontiguousarray(batch.detach().float().cpu().numpy())
+        try:
+            out = self.session.run(None, {self.input_name: x})[0]
+        except Exception as exc:
+            reason = str(exc).strip().split("\n")[0]
+            raise UnetkitError(f"onnxruntime could not run the model on a {h}x{w} input "
+                               f"({reason}).") from exc
+        logits = torch.from_numpy(out)
+        return logits[..., :h, :w] if padded else logits
+
+    __call__ = logits
+
+
+def is_engine(obj: Any) -> bool:
+    return isinstance(obj, OnnxEngine)
+
+
+def is_session(obj: Any) -> bool:
+    return hasattr(obj, "get_modelmeta") and hasattr(obj, "run")
+
+
+def load_for_engine(path: str | Path, engine: str = "torch") -> Any:
+    """A run or artifact directory -> a PyTorch model (engine torch) or an OnnxEngine.
+
+    For onnx, MODEL/model.onnx (in the artifact directory, as `unetkit export` writes by
+    default) is reused when it is newer than the weights and config; otherwise the model is
+    exported in memory and verified first.
+    """
+    from unetkit.models.artifact import CONFIG_NAME, WEIGHTS_NAME, find_artifact, load_model
+
+    if engine not in ("torch", "onnx"):
+        raise UsageError(f"--engine {engine!r} is unknown; use torch or onnx.")
+    if engine == "torch":
+        return load_model(path)
+    directory = find_artifact(path)
+    cached = directory / ONNX_NAME
+    sources = [directory / WEIGHTS_NAME, directory / CONFIG_NAME]
+    if cached.is_file() and all(p.is_file() for p in sources) and \
+            cached.stat().st_mtime >= max(p.stat().st_mtime for p in sources):
+        return OnnxEngine(make_session(cached))
+    return OnnxEngine.from_module(load_model(directory))
