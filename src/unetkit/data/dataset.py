@@ -60,7 +60,16 @@ class SegmentationDataset(Dataset):
     def __len__(self) -> int:
         return len(self.indices)
 
-    def __getitem__(self, item: int) -> tuple[torch.Tensor, ...]:
+    def __getitem__(self, item: int | tuple[int, int]) -> tuple[torch.Tensor, ...]:
+        """`item` may be (index, seed): the augmentation then depends on nothing else."""
+        if isinstance(item, tuple):
+            item, seed = item
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(seed)
+                return self._load(item)
+        return self._load(item)
+
+    def _load(self, item: int) -> tuple[torch.Tensor, ...]:
         i = self.indices[item]
         image = match_channels(np.asarray(self.cache.image(i)), self.channels)
         image = tv_tensors.Image(torch.from_numpy(image.copy()).permute(2, 0, 1))

@@ -54,20 +54,23 @@ class EpochSeededSampler(Sampler[int]):
         g = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
         rounds = -(-self.length // self.n)
         order = torch.cat([torch.randperm(self.n, generator=g) for _ in range(rounds)])
-        return iter(order[:self.length].tolist())
+        # each item carries its own augmentation seed: independent of worker and RNG history
+        base = (self.seed * 1_000_003 + self.epoch) * 10_000_019
+        return iter([(int(i), base + k) for k, i in enumerate(order[:self.length].tolist())])
 
     def __len__(self) -> int:
         return self.length
 
 
-class EpochSeeding(L.Callback):
-    """Reseed every RNG at each epoch start: augmentation depends on (seed, epoch) only."""
+class StepSeeding(L.Callback):
+    """Reseed the RNGs before every step (dropout): a resumed run draws the same numbers."""
 
     def __init__(self, seed: int) -> None:
         self.seed = seed
 
-    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        s = self.seed * 1009 + trainer.current_epoch + 1000 * trainer.global_rank
+    def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule,
+                             batch: object, batch_idx: int) -> None:
+        s = (self.seed * 1009 + trainer.global_step) * 64 + trainer.global_rank
         random.seed(s)
         np.random.seed(s % 2**32)
         torch.manual_seed(s)
@@ -224,7 +227,7 @@ def fit(config: FitConfig, quiet: bool = False, resume: bool = False,
                                             monitor=config.monitor, mode=_mode(config.monitor),
                                             save_last=True, enable_version_counter=False),
         ArtifactOnBest(out / "model", config.monitor, meta, _mode(config.monitor)),
-        MetricsCsv(out / "metrics.csv"), ImageGridLogger(), EpochSeeding(config.seed),
+        MetricsCsv(out / "metrics.csv"), ImageGridLogger(), StepSeeding(config.seed),
         L.pytorch.callbacks.TQDMProgressBar(refresh_rate=1 if not quiet else 0),
     ]
     if config.unfreeze_at is not None:

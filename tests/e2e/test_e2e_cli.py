@@ -1,0 +1,119 @@
+"""End to end through the command line, as a user runs it: fit, evaluate, predict, errors."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+from typer.testing import CliRunner
+
+from unetkit.cli import app
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "data"))
+from fixtures import BUILDERS  # noqa: E402
+
+TINY = ["--option", "filters=4", "--option", "depth=2", "--batch-size", "4"]
+runner = CliRunner()
+
+
+def run(*args: str) -> tuple[int, str]:
+    result = runner.invoke(app, [str(a) for a in args])
+    return result.exit_code, result.output + (result.stderr if result.stderr_bytes else "")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("fmt", ["carvana", "oxford-pet", "lgg-mri", "isbi", "camvid", "folder"])
+def test_fit_one_epoch_on_each_format(tmp_path: Path, fmt: str) -> None:
+    data = BUILDERS[fmt](tmp_path / "data")
+    out = tmp_path / "run"
+    code, text = run("fit", "--data", data, "--epochs", 1, "--size", 64, "--out", out, *TINY)
+    assert code == 0, text
+    config = json.loads((out / "model" / "config.json").read_text())
+    assert config["data_format"] == fmt
+    for name in ("config.yaml", "splits.json", "metrics.csv", "model/model.safetensors",
+                 "checkpoints/last.ckpt", "report/curves.png", "report/predictions.png",
+                 "report/summary.json"):
+        assert (out / name).is_file(), name
+    summary = json.loads((out / "report" / "summary.json").read_text())
+    assert summary["images"] >= 1 and 0 <= summary["mean_dice"] <= 1
+    assert list((out / "tensorboard").glob("events.out.tfevents.*"))
+
+
+@pytest.mark.slow
+def test_fit_evaluate_predict_round_trip(tmp_path: Path, synthetic_folder: Path) -> None:
+    out = tmp_path / "run"
+    code, text = run("fit", "--data", synthetic_folder, "--epochs", 2, "--size", 32,
+                     "--out", out, *TINY)
+    assert code == 0, text
+    splits = json.loads((out / "splits.json").read_text())
+    assert set(splits) == {"train", "val", "test"} and splits["val"]
+
+    code, text = run("evaluate", out, "--data", synthetic_folder, "--json")
+    assert code == 0, text
+    metrics = json.loads(text[text.index("{"):])
+    assert metrics["images"] == len(splits["val"])  # the run's own val split
+    assert set(metrics["per_class"]) == {"background", "ellipse", "polygon", "curve"}
+    assert "dice" not in metrics  # multi-class: no single foreground score
+    per_image = (out / "eval" / "per_image.csv").read_text().splitlines()
+    assert len(per_image) == 1 + len(splits["val"])
+
+    image = next((synthetic_folder / "images").glob("*.png"))
+    code, text = run("predict", out, image, "--out", tmp_path / "pred", "--overlay")
+    assert code == 0, text
+    mask = np.asarray(Image.open(tmp_path / "pred" / f"{image.stem}.png"))
+    assert mask.shape == np.asarray(Image.open(image)).shape[:2]
+    assert mask.max() <= 3
+    with Image.open(tmp_path / "pred" / f"{image.stem}_overlay.png") as overlay:
+        assert overlay.mode == "RGB" and overlay.size == Image.open(image).size
+
+
+def test_missing_data_folder_is_one_sentence(tmp_path: Path) -> None:
+    code, text = run("fit", "--data", tmp_path / "nowhere", "--out", tmp_path / "run")
+    assert code == 1
+    assert "nowhere" in text and "does not exist" in text and "Traceback" not in text
+
+
+def test_folder_without_images_is_one_sentence(tmp_path: Path) -> None:
+    (tmp_path / "empty" / "images").mkdir(parents=True)
+    (tmp_path / "empty" / "masks").mkdir()
+    code, text = run("fit", "--data", tmp_path / "empty", "--out", tmp_path / "run")
+    assert code == 1
+    assert "empty" in text and "Traceback" not in text
+
+
+def test_unknown_flag_value_is_a_usage_error(tmp_path: Path, synthetic_folder: Path) -> None:
+    code, text = run("fit", "--data", synthetic_folder, "--size", "big", "--out", tmp_path / "r")
+    assert code == 2 and "--size" in text
+
+
+def test_bad_pair_stops_before_training_and_skip_bad_lists_it(tmp_path: Path,
+                                                              synthetic_folder: Path) -> None:
+    bad = synthetic_folder / "images" / "0003.png"
+    bad.write_bytes(b"not a png")
+    code, text = run("fit", "--data", synthetic_folder, "--epochs", 1, "--size", 32,
+                     "--out", tmp_path / "run", *TINY)
+    assert code == 1 and "0003.png" in text
+    assert not (tmp_path / "run" / "checkpoints").exists()
+    code, text = run("fit", "--data", synthetic_folder, "--epochs", 1, "--size", 32,
+                     "--out", tmp_path / "run", "--skip-bad", *TINY)
+    assert code == 0, text
+    assert "0003" in (tmp_path / "run" / "skipped.txt").read_text()
+    assert bad.read_bytes() == b"not a png"  # the data set is never modified
+
+
+def test_models_and_formats_tables() -> None:
+    code, text = run("models")
+    assert code == 0 and "31,031,745" in text and "3,377,475" in text
+    code, text = run("formats")
+    assert code == 0 and all(n in text for n in ("folder", "carvana", "camvid", "isbi"))
+
+
+@pytest.mark.parametrize("command", ["demo", "fit", "evaluate", "predict", "export", "lr-find",
+                                     "models", "formats"])
+def test_every_command_has_help_with_an_example(command: str) -> None:
+    code, text = run(command, "--help")
+    assert code == 0 and "Example:" in text
