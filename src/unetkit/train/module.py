@@ -90,12 +90,14 @@ class SegmentationModule(L.LightningModule):
     def _log_scores(self, stage: str, conf_metric: Any) -> None:
         scores = scores_from_confusion(conf_metric.compute())
         conf_metric.reset()
-        self.log(f"{stage}/mean_dice", scores["mean_dice"].float(), prog_bar=stage == "val")
-        self.log(f"{stage}/mean_iou", scores["mean_iou"].float())
-        self.log(f"{stage}/pixel_accuracy", scores["pixel_accuracy"].float())
+        self.log(f"{stage}/mean_dice", scores["mean_dice"].float(), prog_bar=stage == "val",
+                 sync_dist=True)
+        self.log(f"{stage}/mean_iou", scores["mean_iou"].float(), sync_dist=True)
+        self.log(f"{stage}/pixel_accuracy", scores["pixel_accuracy"].float(), sync_dist=True)
         if self.num_classes == 2:
-            self.log(f"{stage}/dice", scores["dice"][1].float(), prog_bar=stage == "val")
-            self.log(f"{stage}/iou", scores["iou"][1].float())
+            self.log(f"{stage}/dice", scores["dice"][1].float(), prog_bar=stage == "val",
+                     sync_dist=True)
+            self.log(f"{stage}/iou", scores["iou"][1].float(), sync_dist=True)
 
     def progress(self) -> float:
         """Fraction of the training done, by steps or by wall time, whichever is further."""
