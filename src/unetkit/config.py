@@ -40,6 +40,7 @@ class FitConfig:
     scheduler: str = "onecycle"
     val_split: float = 0.2
     test_split: float = 0.0
+    folds: int | None = None  # cross-validation: K models saved as one ensemble
     augment: str = "default"
     precision: str = "auto"  # auto = bf16-mixed where supported, else 32
     devices: int = 1

@@ -117,3 +117,32 @@ def test_models_and_formats_tables() -> None:
 def test_every_command_has_help_with_an_example(command: str) -> None:
     code, text = run(command, "--help")
     assert code == 0 and "Example:" in text
+
+
+@pytest.mark.slow
+def test_folds_train_k_models_and_predict_with_their_ensemble(tmp_path: Path,
+                                                              synthetic_folder: Path) -> None:
+    out = tmp_path / "cv"
+    code, text = run("fit", "--data", synthetic_folder, "--folds", 2, "--epochs", 1,
+                     "--size", 32, "--out", out, *TINY)
+    assert code == 0, text
+    splits = json.loads((out / "splits.json").read_text())
+    assert sorted(splits["folds"][0] + splits["folds"][1]) == sorted(splits["train"])
+    assert not set(splits["folds"][0]) & set(splits["folds"][1])
+    summary = json.loads((out / "report" / "summary.json").read_text())
+    assert len(summary["folds"]) == 2
+    assert summary["mean_dice"] == pytest.approx(
+        (summary["folds"][0]["mean_dice"] + summary["folds"][1]["mean_dice"]) / 2)
+
+    import torch
+
+    from unetkit.models.artifact import load_model
+
+    ensemble, members = load_model(out), [load_model(out / f"fold_{k}") for k in range(2)]
+    x = torch.randn(1, 3, 32, 32)
+    with torch.no_grad():
+        probs = torch.stack([torch.softmax(m(x), 1) for m in members]).mean(0)
+        assert torch.allclose(torch.softmax(ensemble(x), 1), probs, atol=1e-5)
+    image = next((synthetic_folder / "images").glob("*.png"))
+    code, text = run("predict", out, image, "--out", tmp_path / "pred")
+    assert code == 0, text

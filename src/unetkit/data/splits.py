@@ -65,3 +65,27 @@ def save_splits(splits: dict[str, list[str]], path: str | Path) -> None:
 
 def load_splits(path: str | Path) -> dict[str, list[str]]:
     return json.loads(Path(path).read_text())
+
+
+def make_folds(samples: list[Sample], k: int, seed: int = 0,
+               strata: list[int] | None = None) -> list[list[str]]:
+    """K disjoint validation sets covering every sample once (grouped and stratified)."""
+    if k < 2:
+        raise UnetkitError(f"--folds {k} must be at least 2.")
+    groups: dict[str, list[int]] = {}
+    for i, s in enumerate(samples):
+        groups.setdefault(s.group or s.name, []).append(i)
+    if len(groups) < k:
+        raise UnetkitError(f"--folds {k} needs at least {k} images (or groups); "
+                           f"the data has {len(groups)}.")
+    keys = sorted(groups)
+    rng = np.random.default_rng(seed)
+    stratum = {g: int(max(strata[i] for i in groups[g])) if strata else 0 for g in keys}
+    folds: list[list[str]] = [[] for _ in range(k)]
+    position = 0
+    for value in sorted(set(stratum.values())):
+        members = [g for g in keys if stratum[g] == value]
+        for g in (members[i] for i in rng.permutation(len(members))):
+            folds[position % k] += [samples[i].name for i in groups[g]]
+            position += 1
+    return folds

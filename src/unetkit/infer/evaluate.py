@@ -30,6 +30,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -84,7 +85,11 @@ def choose_samples(samples: list[Sample], split: str, run_dir: Path | None,
         return samples, "all"
     splits = json.loads(splits_path.read_text())
     if split == "auto":
-        split = "test" if splits.get("test") else "val"
+        split = "test" if splits.get("test") else "val" if splits.get("val") else "all"
+        if split == "all":  # cross-validation runs: the ensemble has seen every image
+            print("note: this run kept no held-out images (cross-validation); scoring all of "
+                  "them, which the ensemble has seen in training.", file=sys.stderr)
+            return samples, "all"
     wanted = set(splits.get(split, []))
     chosen = [s for s in samples if s.name in wanted]
     if not chosen:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from unetkit.models.ensemble import Ensemble
 from unetkit.models.mobilenet_unet import MobileNetV2UNet
 from unetkit.models.registry import register
 from unetkit.models.timm_unet import TimmUNet
@@ -27,3 +28,5 @@ register("timm-unet", TimmUNet, "smp-style U-Net decoder on any timm backbone (-
 register("unet3d", UNet3D, "3D U-Net for volumes (B x C x D x H x W): 3x3x3 convs, 2x2x2 "
          "pooling, 32 filters, 3 down blocks, BatchNorm.",
          reference={"in_channels": 1, "classes": 1})
+register("ensemble", Ensemble, "Mean-probability ensemble of K models (what `fit --folds K` "
+         "saves).", reference={"in_channels": 3, "classes": 1, "members": 2})

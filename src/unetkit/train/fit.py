@@ -112,8 +112,15 @@ def _in_channels(data: PreparedData, indices: list[int], asked: int | None) -> i
 
 
 def fit(config: FitConfig, quiet: bool = False, resume: bool = False,
-        lr_find_only: bool = False) -> FitResult:
-    """Train to the config; write the run directory of DESIGN.md; return validation metrics."""
+        lr_find_only: bool = False, splits: dict[str, list[str]] | None = None) -> FitResult:
+    """Train to the config; write the run directory of DESIGN.md; return validation metrics.
+
+    `splits` fixes the train/val/test names (cross-validation folds pass theirs).
+    """
+    if config.folds and not resume:
+        from unetkit.train.folds import fit_folds
+
+        return fit_folds(config, quiet)
     out = Path(config.out)
     if not config.data:
         raise UsageError("--data is required: the folder holding the images and masks.")
@@ -135,7 +142,9 @@ def fit(config: FitConfig, quiet: bool = False, resume: bool = False,
         _say(f"Skipped {len(data.bad)} bad image/mask pair(s); listed in {out / 'skipped.txt'}.",
              quiet)
     splits_path = out / "splits.json"
-    if resume and splits_path.is_file():
+    if splits is not None:
+        save_splits(splits, splits_path)
+    elif resume and splits_path.is_file():
         splits = load_splits(splits_path)
     else:
         samples = [s for s in spec.samples if s.name in set(names)]
