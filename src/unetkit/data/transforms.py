@@ -31,6 +31,20 @@ class RandomGamma(torch.nn.Module):
         return image, mask
 
 
+class RandomRot90(torch.nn.Module):
+    """Rotate image and mask together by a random multiple of 90 degrees (square patches):
+    exact, no interpolation, and free of the filled corners of arbitrary rotations."""
+
+    def forward(self, image: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        if image.shape[-1] != image.shape[-2]:
+            return image, mask
+        k = int(torch.randint(0, 4, ()))
+        if k == 0:
+            return image, mask
+        return (tv_tensors.wrap(image.rot90(k, (-2, -1)), like=image),
+                tv_tensors.wrap(mask.rot90(k, (-2, -1)), like=mask))
+
+
 def _crop(size: list[int], train: bool) -> list[torch.nn.Module]:
     fill = {tv_tensors.Image: 0, tv_tensors.Mask: IGNORE}
     if train:
@@ -49,7 +63,7 @@ def build_transforms(size: list[int], augment: str = "default", train: bool = Tr
         ops.append(v2.CenterCrop(size))
     if train and augment != "none":
         strong = augment == "strong"
-        ops += [v2.RandomHorizontalFlip(), v2.RandomVerticalFlip()]
+        ops += [v2.RandomHorizontalFlip(), v2.RandomVerticalFlip(), RandomRot90()]
         ops.append(v2.RandomApply([v2.RandomAffine(
             degrees=30 if strong else 15, translate=(0.1, 0.1) if strong else (0.05, 0.05),
             scale=(0.75, 1.3) if strong else (0.9, 1.1), fill=fill)], p=0.5 if strong else 0.3))
