@@ -72,7 +72,7 @@ def resolve(config: FitConfig, image_sizes: list[tuple[int, int]], scale: float 
     if config.model in ("unet",) and "norm" not in options:
         options["norm"] = "batch"
     if config.model in ("unet", "unet-bn") and "filters" not in options:
-        options["filters"] = 32 if device.type == "cpu" else 64
+        options["filters"] = 16 if device.type == "cpu" else 64
     if options != config.model_options:
         d.set("model_options", options, "batch norm trains faster and steadier; "
               f"{options.get('filters')} base filters fit a {device.type.upper()} time budget")

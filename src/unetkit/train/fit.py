@@ -237,8 +237,9 @@ def fit(config: FitConfig, quiet: bool = False, resume: bool = False,
                                             save_last=True, enable_version_counter=False),
         ArtifactOnBest(out / "model", config.monitor, meta, _mode(config.monitor)),
         MetricsCsv(out / "metrics.csv"), ImageGridLogger(), StepSeeding(config.seed),
-        L.pytorch.callbacks.TQDMProgressBar(refresh_rate=1 if not quiet else 0),
     ]
+    if not quiet:
+        callbacks.append(L.pytorch.callbacks.TQDMProgressBar(refresh_rate=1))
     if config.unfreeze_at is not None:
         from unetkit.train.encoder_schedule import UnfreezeEncoder
 

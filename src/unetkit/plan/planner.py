@@ -1,0 +1,508 @@
+"""Decisions: data fingerprint + measured speeds + time budget -> a training plan.
+
+`decide(fingerprint, measurements, budget_s)` is a pure function: the same fingerprint,
+measurements and budget always give the same plan, so a plan replays from the measurements
+recorded in plan.yaml (`make_plan(..., probe=load_plan("plan.yaml"))`).
+
+The rules, in order:
+
+1. Data (from the fingerprint alone): image scale (thin structures are never downscaled;
+   blobs may be, when objects are large and images big), patch size (the images' own size up to
+   256 px on CPU / 512 px on GPU), batch size (about 4 / 16 patch-256 equivalents per step),
+   depth, validation split (at least one image; capped at ~50 images for large sets).
+2. Candidates: batch-norm U-Nets of increasing width (8/16/32 filters on CPU, 16/32/64 on GPU),
+   plus pretrained-encoder U-Nets only when their ImageNet weights are on disk and the images are
+   RGB without thin structures; each is probed (timed) cheapest first.
+3. Budget: training time = budget - planning - fit start-up - final evaluation - 5 % margin.
+   An epoch costs its training steps (measured step time + measured data-pipeline time per
+   image) plus full-size validation (measured forward time) plus checkpoint saves.
+4. Model: the widest candidate that still gets TARGET_STEPS optimiser steps in the training
+   time; else the fastest. Fewer than MIN_STEPS steps with the fastest -> the budget is too
+   small (UsageError naming the budget that would do).
+5. Augmentation strong for small data sets (<= 100 training images) when the schedule makes
+   enough passes over the data to benefit; loss bce-dice / ce-dice (Dice for the overlap
+   metric and rare classes, plus square-root median-frequency class weights below 10 %); the
+   U-Net paper's border weight maps (weighted-ce) are wired for objects parted by thin borders
+   but off (WEIGHT_MAPS_FOR_SEPARATED: lower Dice in short budgets), and a user can pin them
+   with fixed={"loss": "weighted-ce"} (their data cost is measured and budgeted); AdamW with
+   one-cycle, whose progress follows wall time so it anneals by the deadline; TTA on for
+   small or thin-structure data sets.
+
+An epoch is what `fit` runs: about one image-area of patches per training image
+(`ceil(train area / patch area)` samples, drop_last) and then full-size validation.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from unetkit.config import parse_duration
+from unetkit.errors import UsageError
+from unetkit.plan.fingerprint import Fingerprint, compute_fingerprint
+from unetkit.plan.probe import Candidate, Machine, Measurements, machine_info, probe_hardware
+from unetkit.plan.record import Decision, Plan, _fmt_s, load_plan
+
+TARGET_STEPS = 300  # optimiser steps a from-scratch U-Net wants before widening pays off
+MIN_STEPS = 40  # fewer than this trains nothing useful
+MAX_SIDE = 1024  # blob data sets with larger images are shrunk to this longest side
+CPU_PATCH, GPU_PATCH = 256, 512
+CPU_PIXELS, GPU_PIXELS = 4 * 256 * 256, 16 * 256 * 256  # patch pixels per step
+SMALL_DATA = 100  # training images at or below which augmentation is strong
+SEPARATED_MIN_OBJECTS = 5  # foreground objects per image for "objects parted by borders"
+# Border weight maps (weighted-ce) for parted objects: off, because on membrane (2-minute budget,
+# same plan otherwise) weighted-ce reached validation mean Dice 0.825 against 0.856 for bce-dice;
+# the weights sharpen separating lines, which the Dice that fit monitors rewards less.
+WEIGHT_MAPS_FOR_SEPARATED = False
+STRONG_MIN_EPOCHS = 15  # strong augmentation only pays off over enough epochs
+RARE = 0.10  # a class below this pixel share counts as rare
+VAL_CAP = 50  # validation images per epoch at most (large data sets)
+FIT_STARTUP_S = {"cpu": 5.0, "cuda": 15.0}  # imports, Trainer, loaders, first batch
+REPORT_FIXED_S = 3.0  # curves, prediction figure, artifact loading
+EPOCH_FIXED_S = 0.4  # per epoch: metrics csv, image grid, progress bar, loop
+MARGIN = 0.05  # of the budget, kept free
+WIDTH_COST = 2.8  # step time ratio per doubling of width (for deciding what to probe)
+MEMORY_BYTES_PER_FILTER_PIXEL = 240  # training activations + gradients, fp32, depth-4 U-Net
+
+
+# ---------------------------------------------------------------------------------- data ---
+
+def _round_down(v: int, multiple: int = 32) -> int:
+    return max(multiple, v // multiple * multiple)
+
+
+def data_decisions(fp: Fingerprint, device: str) -> dict[str, Decision]:
+    """Scale, patch size, batch size, depth and validation split: from the data alone."""
+    d: dict[str, Decision] = {}
+    longest = max(fp.height["max"], fp.width["max"])
+    thin = [c for c in fp.classes if c.thin]
+    objects = [c for c in fp.object_classes() if not c.thin]
+    cap = CPU_PATCH if device == "cpu" else GPU_PATCH
+    if thin:
+        width = min(min(c.thickness, c.edt_width) for c in thin)
+        d["scale"] = Decision(1.0, f"thin structures ({', '.join(c.name for c in thin)}, about "
+                              f"{width:.0f} px wide) would blur away if downscaled: full "
+                              "resolution")
+    else:
+        scale = fp.cache_scale if fp.cache_scale < 1 else 1.0 if longest <= MAX_SIDE else \
+            round(MAX_SIDE / longest, 4)
+        reason = (f"images ({longest} px at most) fit at full resolution" if scale == 1.0 else
+                  f"blob-like objects survive shrinking the {longest} px images to "
+                  f"{MAX_SIDE} px")
+        if objects and fp.height["min"] * scale > cap and fp.width["min"] * scale > cap:
+            big = max(c.object_diameter["p90"] for c in objects)
+            narrow = min(c.thickness for c in objects)
+            context = cap / (2 * big)  # two object diameters per patch
+            floor = 8.0 / max(narrow, 1e-6)  # keep objects at least 8 px thick
+            if context < scale and floor < scale:
+                scale = round(max(context, floor, 0.25), 4)
+                reason = (f"large objects (p90 diameter {big:.0f} px): shrinking to fit about "
+                          f"two of them in a {cap} px patch keeps them {narrow * scale:.0f}+ px "
+                          "thick")
+        d["scale"] = Decision(scale, reason)
+    s = d["scale"].value
+    h = max(1, round(fp.height["min"] * s))
+    w = max(1, round(fp.width["min"] * s))
+    size = [min(cap, _round_down(h)), min(cap, _round_down(w))]
+    d["size"] = Decision(size, f"the images' own scale, at most {cap} px on {device.upper()} "
+                         f"(smallest image {h}x{w} px after scaling"
+                         + ("; smaller images are padded" if min(h, w) < 32 else "") + ")")
+    depth = 4 if min(size) >= 128 else 3 if min(size) >= 64 else 2
+    d["depth"] = Decision(depth, "four poolings as in the classic U-Net" if depth == 4 else
+                          f"{depth} poolings so the {min(size)} px patch keeps >= 8 px at the "
+                          "bottleneck")
+
+    n = fp.images
+    if n == 1:
+        d["val_split"] = Decision(0.0, "only one image, so nothing can be held out: validation "
+                                  "scores come from the training image and are optimistic "
+                                  "(cut it into crops with unetkit.plan.tiles.tile_pair for a "
+                                  "held-out crop)")
+        n_val, n_train = 0, 1
+    elif n <= VAL_CAP * 5:
+        n_val = max(1, round(0.2 * n))
+        d["val_split"] = Decision(0.2, f"20 % held out (~{n_val} image(s)), at least one image "
+                                  "even for tiny sets")
+        n_train = n - n_val
+    else:
+        split = round(max(VAL_CAP / n, 0.02), 4)
+        n_val = max(1, round(split * n))
+        d["val_split"] = Decision(split, f"{n_val} images validate reliably; validation runs "
+                                  "every epoch, so more would only slow training")
+        n_train = n - n_val
+    d["test_split"] = Decision(0.0, "the budget goes to training; evaluate on a separate test "
+                               "folder with `unetkit evaluate`")
+    pixels = CPU_PIXELS if device == "cpu" else GPU_PIXELS
+    batch = int(min(32, max(2, pixels // (size[0] * size[1]))))
+    batch = max(1, min(batch, n_train))
+    d["batch_size"] = Decision(batch, f"about {pixels // 65536} 256x256-patch equivalents per "
+                               f"step on {device.upper()}" + (f", capped by {n_train} training "
+                                                              "image(s)" if batch == n_train
+                                                              else ""))
+    # fit draws about one image-area of patches per training image per epoch
+    train_area = fp.total_pixels * s * s * n_train / max(n, 1)
+    samples = max(n_train, math.ceil(train_area / (size[0] * size[1])))
+    d["_n_train"] = Decision(n_train, "")
+    d["_n_val"] = Decision(n_val, "")
+    d["_samples"] = Decision(samples, "")
+    return d
+
+
+def candidates(fp: Fingerprint, machine: Machine, depth: int) -> list[Candidate]:
+    """Models worth timing, cheapest first."""
+    widths = (8, 16, 32) if machine.device == "cpu" else (16, 32, 64)
+    out = [Candidate(f"unet-f{f}-d{depth}", "unet", {"filters": f, "depth": depth,
+                                                      "norm": "batch"},
+                     f"U-Net, {f} filters, depth {depth}, batch norm") for f in widths]
+    if fp.channels == 3 and not fp.thin_classes:
+        if "mobilenet_v2-unet" in machine.pretrained_available:
+            out.append(Candidate("mobilenet_v2-unet", "mobilenet_v2-unet",
+                                 {"encoder_weights": "imagenet", "freeze_encoder": True},
+                                 "ImageNet MobileNetV2 encoder, frozen"))
+        if "timm-unet" in machine.pretrained_available:
+            out.append(Candidate("timm-unet-resnet34", "timm-unet",
+                                 {"encoder": "resnet34", "encoder_weights": "imagenet"},
+                                 "ImageNet ResNet-34 encoder"))
+    return out
+
+
+# -------------------------------------------------------------------------------- budget ---
+
+def _epoch(speed: Any, m: Measurements, augment: str, dd: dict[str, Decision],
+           weight_maps: bool = False) -> dict[str, float]:
+    """Seconds per epoch and optimiser steps per epoch for one measured candidate, the way
+    `fit` runs an epoch: `_samples` patches (drop_last), then full-size validation."""
+    n_val, batch, size = dd["_n_val"].value, dd["batch_size"].value, dd["size"].value
+    samples = dd["_samples"].value
+    step_s = speed.step_s
+    if list(speed.size) != list(size) or speed.batch != batch:  # measured elsewhere: rescale
+        step_s *= (size[0] * size[1] * batch) / (speed.size[0] * speed.size[1] * speed.batch)
+    loader = m.loader_s_per_image.get(augment, 0.0)
+    if weight_maps:
+        loader += m.loader_s_per_image.get("weight_maps", 0.0)
+    if m.machine.device == "cuda":  # loader workers overlap data and compute
+        loader /= max(1, min(8, m.machine.cores - 1))
+    steps = samples // batch if samples > batch else 1
+    train_s = steps * (step_s + batch * loader)
+    val_s = max(n_val, 1) * speed.eval_s_per_image * 1.2
+    epoch_s = train_s + val_s + 2.5 * speed.checkpoint_s + EPOCH_FIXED_S
+    return {"epoch_s": epoch_s, "steps_per_epoch": steps,
+            "images_per_s": steps * batch / train_s}
+
+
+def _fixed_costs(m: Measurements, speed: Any, n_val: int, budget_s: float) -> dict[str, float]:
+    shown = min(4, max(n_val, 1))
+    return {"planning_s": m.prepare_s + m.probe_s,
+            "startup_s": FIT_STARTUP_S.get(m.machine.device, 10.0),
+            "report_s": REPORT_FIXED_S + (max(n_val, 1) + shown) * speed.eval_s_per_image * 1.3,
+            "margin_s": MARGIN * budget_s}
+
+
+def _schedule(speed: Any, m: Measurements, budget_s: float, augment: str,
+              dd: dict[str, Decision], weight_maps: bool = False) -> dict[str, Any]:
+    n_val = dd["_n_val"].value
+    fixed = _fixed_costs(m, speed, n_val, budget_s)
+    ep = _epoch(speed, m, augment, dd, weight_maps)
+    train_s = budget_s - sum(fixed.values())
+    epochs = max(0, int(train_s // ep["epoch_s"]))
+    return {**{k: round(v, 1) for k, v in fixed.items()}, "train_time_s": round(train_s, 1),
+            "epoch_s": round(ep["epoch_s"], 2), "steps_per_epoch": ep["steps_per_epoch"],
+            "epochs": epochs, "steps": epochs * ep["steps_per_epoch"],
+            "train_images_per_s": round(ep["images_per_s"], 3), "val_images": n_val,
+            "augment": augment, "model": speed.key}
+
+
+def _needed_budget(speed: Any, m: Measurements, augment: str, dd: dict[str, Decision],
+                   weight_maps: bool = False) -> float:
+    ep = _epoch(speed, m, augment, dd, weight_maps)
+    epochs = math.ceil(MIN_STEPS / ep["steps_per_epoch"])
+    fixed = _fixed_costs(m, speed, dd["_n_val"].value, 0.0)
+    return (sum(fixed.values()) + epochs * ep["epoch_s"]) / (1 - MARGIN)
+
+
+def _nice(seconds: float) -> str:
+    """Round a needed budget up to a duration people type: 90s, 2m, 5m, 12m, 1h30m."""
+    if seconds <= 60:
+        return f"{int(math.ceil(seconds / 10) * 10)}s"
+    minutes = math.ceil(seconds / 60)
+    if minutes <= 10:
+        return f"{minutes}m"
+    minutes = int(math.ceil(minutes / 5) * 5)
+    return f"{minutes}m" if minutes < 60 else f"{minutes // 60}h{minutes % 60:02d}m".replace(
+        "h00m", "h")
+
+
+def _memory_ok(speed: Any, m: Measurements, batch: int, size: list[int]) -> bool:
+    filters = speed.options.get("filters", 32)
+    need = batch * size[0] * size[1] * filters * MEMORY_BYTES_PER_FILTER_PIXEL
+    return need <= 0.6 * m.machine.memory_available_gb * 2**30 or m.machine.memory_available_gb == 0
+
+
+# ------------------------------------------------------------------------------ decisions ---
+
+def _choose_model(fp: Fingerprint, m: Measurements, budget_s: float, augment: str,
+                  dd: dict[str, Decision], weight_maps: bool = False
+                  ) -> tuple[Any, dict[str, Any], str]:
+    batch, size = dd["batch_size"].value, dd["size"].value
+    measured = [s for s in m.speeds if _memory_ok(s, m, batch, size)] or m.speeds[:1]
+    sched = {s.key: _schedule(s, m, budget_s, augment, dd, weight_maps) for s in measured}
+    unets = [s for s in measured if s.model == "unet"]
+    pretrained = [s for s in measured if s.model != "unet"]
+    fastest = max(measured, key=lambda s: sched[s.key]["steps"])
+    if sched[fastest.key]["steps"] < MIN_STEPS:
+        need = _needed_budget(fastest, m, augment, dd, weight_maps)
+        raise UsageError(
+            f"A {_fmt_s(budget_s)} budget is too small to train anything useful on "
+            f"{Path(fp.data).name} here: even the fastest model ({fastest.key}, "
+            f"{fastest.train_images_per_s:.2f} images/s) needs about {_fmt_s(need)} for "
+            f"planning, start-up, {MIN_STEPS} training steps and the final evaluation, so use "
+            f"--budget {_nice(need)} or more.")
+    good_pre = [s for s in pretrained if sched[s.key]["steps"] >= TARGET_STEPS // 2]
+    if good_pre:
+        best = good_pre[0]
+        return best, sched[best.key], (
+            f"ImageNet weights are on disk and RGB images without thin structures suit a "
+            f"pretrained encoder, which converges in fewer steps: {sched[best.key]['steps']} "
+            f"steps fit the budget")
+    enough = [s for s in unets if sched[s.key]["steps"] >= TARGET_STEPS]
+    if enough:
+        best = max(enough, key=lambda s: s.options.get("filters", 0))
+        wider = [s for s in unets if s.options.get("filters", 0) > best.options["filters"]]
+        why = (f"the widest U-Net that still gets >= {TARGET_STEPS} optimiser steps: "
+               f"{sched[best.key]['steps']} steps at {best.train_images_per_s:.2f} images/s")
+        if wider:
+            w = wider[0]
+            why += (f"; {w.options['filters']} filters would get only "
+                    f"{sched[w.key]['steps']}")
+        elif len(unets) < 3:
+            why += "; wider ones were not probed (too slow to reach the target here)"
+    else:
+        best = fastest
+        why = (f"the fastest candidate: {sched[best.key]['steps']} optimiser steps fit the "
+               f"budget (fewer than the {TARGET_STEPS} a wider model would want)")
+    return best, sched[best.key], why
+
+
+def separated_objects(fp: Fingerprint) -> bool:
+    """Binary masks whose foreground objects are many and parted by thin background borders
+    (cells between membranes): the setting the U-Net paper's border weights were made for."""
+    if not fp.binary or not fp.classes[0].thin:
+        return False
+    fg = fp.classes[1]
+    return bool(fg.objects_per_image and fg.objects_per_image >= SEPARATED_MIN_OBJECTS)
+
+
+def loss_decisions(fp: Fingerprint) -> dict[str, Decision]:
+    """Loss and its options (class weights): from the data alone."""
+    d: dict[str, Decision] = {}
+    minority = fp.minority()
+    loss = "bce-dice" if fp.binary else "ce-dice"
+    if WEIGHT_MAPS_FOR_SEPARATED and separated_objects(fp):
+        d["loss"] = Decision("weighted-ce", (
+            f"weighted-ce: {fp.classes[1].objects_per_image:g} objects per image parted by "
+            f"thin {fp.classes[0].name} borders; the U-Net paper's border weight maps (computed "
+            "per augmented patch) make the network learn the separating lines"))
+    elif minority.pixel_fraction < RARE:
+        d["loss"] = Decision(loss, (
+            f"{loss}: class {minority.name} is rare ({minority.pixel_fraction:.1%} of pixels), "
+            "and the Dice term keeps it from being swamped by the majority"))
+    else:
+        d["loss"] = Decision(loss, (
+            f"{loss}: cross-entropy for steady gradients plus Dice to optimise the overlap "
+            f"metric; classes are balanced enough (smallest {minority.pixel_fraction:.0%})"
+            + ("; border weight maps (--loss weighted-ce) would stress the thin separating "
+               "lines, but trained to a lower Dice in a short budget" if separated_objects(fp)
+               else "")))
+    fractions = [max(c.pixel_fraction, 1e-6) for c in fp.classes]
+    if minority.pixel_fraction < RARE and d["loss"].value != "weighted-ce":
+        median = sorted(fractions)[len(fractions) // 2]
+        weights = [round(min(10.0, max(1.0, (median / f) ** 0.5)), 2) for f in fractions]
+        d["loss_options"] = Decision({"class_weights": weights}, (
+            "class weights by square-root median-frequency balancing, clipped to [1, 10], for "
+            "the cross-entropy term"))
+    else:
+        d["loss_options"] = Decision({}, (
+            "no class weights: the weight maps balance the classes per image"
+            if d["loss"].value == "weighted-ce" else
+            f"no class weights: no class is rarer than {RARE:.0%} of pixels"))
+    return d
+
+
+def decide(fp: Fingerprint, m: Measurements, budget_s: float | str, data: str | None = None,
+           format: str = "auto", fixed: dict[str, Any] | None = None) -> Plan:
+    """The plan for this data, these measurements and this budget (a pure function).
+
+    `fixed` pins decisions the user made ("loss", "augment"); the rest adapt to them.
+    """
+    budget = float(parse_duration(budget_s) if isinstance(budget_s, str) else budget_s)
+    fixed = dict(fixed or {})
+    unknown = sorted(set(fixed) - {"loss", "augment"})
+    if unknown:
+        raise UsageError(f"A plan can be fixed only in loss and augment, not {unknown}.")
+    if not m.speeds:
+        raise UsageError("The measurements hold no model speeds; run `unetkit plan` to probe.")
+    dd = data_decisions(fp, m.machine.device)
+    ld = loss_decisions(fp)
+    if "loss" in fixed:
+        ld["loss"] = Decision(fixed["loss"], "as asked")
+    weight_maps = ld["loss"].value == "weighted-ce"
+    n_train = dd["_n_train"].value
+    augment = fixed.get("augment") or ("strong" if n_train <= SMALL_DATA else "default")
+    speed, sched, model_reason = _choose_model(fp, m, budget, augment, dd, weight_maps)
+    aug_reason = (f"strong (elastic, larger affine, gamma, blur, noise) for a small training set "
+                  f"({n_train} image(s)) over ~{sched['epochs']} passes over its area")
+    if "augment" in fixed:
+        aug_reason = "as asked"
+    elif augment == "strong" and sched["epochs"] < STRONG_MIN_EPOCHS:
+        augment = "default"
+        speed, sched, model_reason = _choose_model(fp, m, budget, augment, dd, weight_maps)
+        aug_reason = (f"default: only ~{sched['epochs']} passes over the training images fit, "
+                      "too few for strong augmentation to pay off (the model underfits before "
+                      "it overfits)")
+    elif augment == "default":
+        aug_reason = (f"default (flips, mild affine, colour jitter): {n_train} training images "
+                      "already vary enough")
+
+    d: dict[str, Decision] = {}
+    d["model"] = Decision(speed.model, model_reason)
+    opts = dict(speed.options)
+    d["model_options"] = Decision(opts, "batch norm trains faster and steadier from scratch; "
+                                  + dd["depth"].reason if speed.model == "unet" else
+                                  "the probed configuration")
+    for key in ("scale", "size", "batch_size"):
+        d[key] = dd[key]
+    d.update(ld)
+    d["augment"] = Decision(augment, aug_reason)
+    pretrained = speed.model != "unet"
+    lr = 3e-4 if pretrained and not opts.get("freeze_encoder") else 1e-3
+    d["optimizer"] = Decision("adamw", "AdamW: robust without tuning for U-Nets")
+    d["lr"] = Decision(lr, "peak of the one-cycle schedule; 1e-3 suits batch-norm U-Nets"
+                       if lr == 1e-3 else "lower peak so fine-tuning keeps the pretrained "
+                       "features")
+    d["weight_decay"] = Decision(1e-4, "light regularisation")
+    d["scheduler"] = Decision("onecycle", "warm-up then cosine annealing; its progress follows "
+                              "wall time, so the rate reaches its minimum at the deadline")
+    epochs = max(1, math.ceil(sched["epochs"] * 1.25))
+    d["epochs"] = Decision(epochs, f"~{sched['epochs']} epochs of {sched['epoch_s']:.1f}s fit "
+                           f"the {_fmt_s(sched['train_time_s'])} training time; the cap is 25 % "
+                           "higher so the time limit, not the epoch count, ends training")
+    d["max_time"] = Decision(f"{int(sched['train_time_s'])}s",
+                             f"the {_fmt_s(budget)} budget minus planning "
+                             f"({_fmt_s(sched['planning_s'])}), start-up "
+                             f"({_fmt_s(sched['startup_s'])}), final evaluation "
+                             f"({_fmt_s(sched['report_s'])}) and a 5 % margin")
+    d["val_split"] = dd["val_split"]
+    d["test_split"] = dd["test_split"]
+    d["precision"] = Decision(m.machine.precision, "native bf16 on this hardware"
+                              if "bf16" in m.machine.precision else "full precision: no native "
+                              "bf16 on this CPU" if m.machine.precision == "32" else
+                              "mixed precision on GPU")
+    d["threads"] = Decision(m.threads, "fastest thread count measured ("
+                            + ", ".join(f"{k}: {v:.2f} s/step" for k, v in
+                                        m.threads_tested.items()) + ")" if m.threads_tested
+                            else "torch's default for this machine")
+    n_val = dd["_n_val"].value
+    tta_cost = 4 * speed.eval_s_per_image
+    tta = n_train <= SMALL_DATA or bool(fp.thin_classes)
+    why = "thin structures" if fp.thin_classes else "a small training set"
+    d["tta"] = Decision(tta, (f"flip TTA at predict time: averaging four flips helps with "
+                              f"{why}, at about {tta_cost:.1f}s per {speed.eval_size[0]}x"
+                              f"{speed.eval_size[1]} image") if tta else
+                        "off: a large training set covers the variation, and TTA costs 4x at "
+                        "predict time")
+    return Plan(data=str(data if data is not None else fp.data), format=format,
+                budget_s=budget, fingerprint=fp, measurements=m, decisions=d,
+                estimates={**sched, "val_images": n_val, "train_images": n_train})
+
+
+# ------------------------------------------------------------------------------ make_plan ---
+
+def fingerprint_scale(data: str | Path, format: str = "auto", **format_options: Any) -> float:
+    """The scale `fit` caches at by default (1, or longest side shrunk to MAX_SIDE): the
+    fingerprint is measured on that cache, so `fit` reuses it when the plan keeps the scale."""
+    from unetkit.data.formats import open_dataset
+    from unetkit.data.prepare import peek_sizes
+
+    longest = max(max(s) for s in peek_sizes(open_dataset(data, format, **format_options)))
+    return 1.0 if longest <= MAX_SIDE else round(MAX_SIDE / longest, 4)
+
+
+def _as_measurements(probe: Any) -> Measurements:
+    if isinstance(probe, Measurements):
+        return probe
+    if isinstance(probe, Plan):
+        return probe.measurements
+    if isinstance(probe, dict):
+        return Measurements.from_dict(probe.get("measurements", probe))
+    if isinstance(probe, (str, Path)):
+        return load_plan(probe, warn=False).measurements
+    raise UsageError(f"probe must be measurements, a plan or a plan file, not {type(probe)}.")
+
+
+def _say(msg: str, quiet: bool) -> None:
+    if not quiet:
+        print(msg, file=sys.stderr, flush=True)
+
+
+def make_plan(data: str | Path, budget_s: float | str, format: str = "auto",
+              probe: Any = None, quiet: bool = False, skip_bad: bool = False,
+              fixed: dict[str, Any] | None = None, **format_options: Any) -> Plan:
+    """Fingerprint the data, probe the hardware (unless `probe` gives recorded measurements:
+    a Measurements, a Plan or a plan.yaml path) and decide a plan for the budget.
+
+    `fixed` pins user-made decisions ({"loss": ..., "augment": ...}); see `decide`."""
+    from unetkit.data.prepare import prepare
+
+    budget = parse_duration(budget_s) if isinstance(budget_s, str) else float(budget_s)
+    if budget is None or budget <= 0:
+        raise UsageError(f"--budget {budget_s!r} must be a positive duration such as 10m.")
+    start = time.perf_counter()
+    cache_scale = fingerprint_scale(data, format, **format_options)
+    prepared = prepare(data, format, cache_scale, skip_bad, **format_options)
+    fp = compute_fingerprint(prepared, data, cache_scale)
+    prepare_s = round(time.perf_counter() - start, 2)
+    _say(f"unetkit plan: fingerprinted {fp.images} image(s) in {prepare_s:.1f}s", quiet)
+    if probe is not None:
+        m = _as_measurements(probe)
+    else:
+        if budget < prepare_s + 10:
+            raise UsageError(f"A {_fmt_s(budget)} budget is too small to train anything useful "
+                             f"on {Path(str(data)).name}: reading the data alone took "
+                             f"{prepare_s:.0f}s, so use --budget {_nice(prepare_s * 4 + 60)} "
+                             "or more.")
+        machine = machine_info(fp.channels)
+        dd = data_decisions(fp, machine.device)
+        cands = candidates(fp, machine, dd["depth"].value)
+        n_train = dd["_n_train"].value
+        batch, size = dd["batch_size"].value, dd["size"].value
+        scale = dd["scale"].value
+        eval_size = [max(32, round(fp.height["median"] * scale)),
+                     max(32, round(fp.width["median"] * scale))]
+        augment = "strong" if n_train <= SMALL_DATA else "default"
+
+        def worth(cand: Candidate, so_far: Measurements, left: float) -> bool:
+            """Probe a wider model only if it could be chosen and its probe fits the time."""
+            last = so_far.speeds[-1]
+            factor = WIDTH_COST if cand.model == "unet" else 1.0
+            guess = type(last)(**{**last.__dict__, "step_s": last.step_s * factor,
+                                  "eval_s_per_image": last.eval_s_per_image * factor})
+            if 4 * guess.step_s > left:
+                return False
+            so_far.prepare_s = prepare_s
+            so_far.probe_s = time.perf_counter() - start - prepare_s + 4 * guess.step_s
+            sched = _schedule(guess, so_far, budget, augment, dd)
+            return sched["steps"] >= (TARGET_STEPS if cand.model == "unet"
+                                      else TARGET_STEPS // 2)
+
+        allowance = min(90.0, max(12.0, 0.08 * budget))
+        m = probe_hardware(prepared, machine, cands, size, batch, eval_size, fp.channels,
+                           fp.num_classes, allowance, worth, quiet)
+        m.prepare_s = prepare_s
+    plan = decide(fp, m, budget, data=str(data), format=format, fixed=fixed)
+    return plan
+
+
+__all__ = ["decide", "make_plan", "data_decisions", "candidates", "TARGET_STEPS", "MIN_STEPS"]

@@ -1,0 +1,156 @@
+"""Planning: a pure function of fingerprint + measurements + budget, replayable from plan.yaml."""
+
+from __future__ import annotations
+
+import warnings
+
+import pytest
+from plan_fixtures import disc_masks, fake_measurements, line_masks, write_pairs
+from typer.testing import CliRunner
+
+from unetkit.cli import app
+from unetkit.config import FitConfig
+from unetkit.data.prepare import prepare
+from unetkit.errors import UsageError
+from unetkit.plan import PlanHardwareWarning, decide, load_plan, make_plan
+from unetkit.plan.fingerprint import compute_fingerprint
+from unetkit.plan.planner import TARGET_STEPS
+
+
+def _fp(folder):
+    return compute_fingerprint(prepare(folder), folder)
+
+
+def test_decide_is_pure_and_replays_from_plan_file(disc_folder, tmp_path):
+    fp, m = _fp(disc_folder), fake_measurements()
+    a = decide(fp, m, "5m", data=str(disc_folder))
+    b = decide(fp, m, 300.0, data=str(disc_folder))
+    assert a.to_dict() == b.to_dict()
+    path = a.save(tmp_path / "plan.yaml")
+    loaded = load_plan(path, warn=False)  # recorded on a fake machine
+    assert loaded.to_dict() == a.to_dict()
+    # planning again from the recorded measurements reproduces every decision
+    again = make_plan(disc_folder, 300, probe=path, quiet=True)
+    assert again.to_dict() == a.to_dict()
+
+
+def test_decisions_have_reasons_and_fit_the_budget(disc_folder):
+    fp, m = _fp(disc_folder), fake_measurements()
+    plan = decide(fp, m, 600)
+    assert all(d.reason for d in plan.decisions.values())
+    est = plan.estimates
+    assert est["train_time_s"] < 600 and int(plan.value("max_time")[:-1]) == int(
+        est["train_time_s"])
+    assert plan.value("epochs") >= est["epochs"] > 0
+    assert plan.value("scale") == 1.0 and plan.value("size") == [64, 64]
+    assert plan.value("loss") == "bce-dice" and plan.value("augment") in ("strong", "default")
+    # a bigger budget never picks a narrower model
+    big = decide(fp, m, 3600)
+    assert big.value("model_options")["filters"] >= plan.value("model_options")["filters"]
+    assert big.estimates["steps"] >= TARGET_STEPS
+
+
+def test_to_fit_config_maps_and_keeps(disc_folder):
+    plan = decide(_fp(disc_folder), fake_measurements(), 600, data=str(disc_folder))
+    base = FitConfig(out="runs/x", seed=3, model="unet-bn")
+    cfg = plan.to_fit_config(base, keep={"model"})
+    assert cfg.data == str(disc_folder) and cfg.out == "runs/x" and cfg.seed == 3
+    assert cfg.model == "unet-bn" and cfg.model_options == {}  # kept: no planned options
+    merged = plan.to_fit_config(FitConfig(model_options={"filters": 4}))
+    assert merged.model_options == {**plan.value("model_options"), "filters": 4}
+    assert cfg.size == plan.value("size") and cfg.batch_size == plan.value("batch_size")
+    cfg = plan.to_fit_config(base, keep={"seed"})
+    assert cfg.model == "unet" and cfg.model_options == plan.value("model_options")
+    assert cfg.max_time == plan.value("max_time") and cfg.epochs == plan.value("epochs")
+    assert cfg.augment == plan.value("augment") and cfg.val_split == plan.value("val_split")
+    # the discs cover ~5 % of pixels: rare foreground gets a Dice term and class weights
+    assert cfg.loss == "bce-dice" and cfg.loss_options == plan.value("loss_options")
+    w = cfg.loss_options["class_weights"]
+    assert len(w) == 2 and w[1] > w[0] == 1.0
+    assert set(plan.runtime) >= {"threads", "tta"}
+
+
+def test_too_small_budget_says_what_it_needs(disc_folder):
+    fp, m = _fp(disc_folder), fake_measurements(step_s=2.0)
+    with pytest.raises(UsageError) as exc:
+        decide(fp, m, 30)
+    msg = str(exc.value)
+    assert "too small" in msg and "--budget" in msg and msg.count(". ") == 0
+    need = msg.split("--budget ")[1].split()[0]
+    decide(fp, m, need)  # the budget it names is enough
+
+
+def test_single_image_falls_back_to_no_validation_split(tmp_path):
+    one = write_pairs(tmp_path / "one", disc_masks(count=1))
+    plan = decide(_fp(one), fake_measurements(batch=1), 600)
+    assert plan.value("val_split") == 0.0 and "one image" in plan.decisions["val_split"].reason
+    two = write_pairs(tmp_path / "two", disc_masks(count=2))
+    plan = decide(_fp(two), fake_measurements(batch=1), 600)
+    assert plan.estimates["val_images"] == 1 and plan.estimates["train_images"] == 1
+
+
+def test_load_plan_warns_on_other_hardware(disc_folder, tmp_path):
+    plan = decide(_fp(disc_folder), fake_measurements(device_name="some other cpu"), 600)
+    path = plan.save(tmp_path / "plan.yaml")
+    with pytest.warns(PlanHardwareWarning, match="other hardware"):
+        loaded = load_plan(path)
+    assert loaded.hardware_note
+
+
+def test_real_probe_on_tiny_data(disc_folder):
+    plan = make_plan(disc_folder, "10m", quiet=True)
+    m = plan.measurements
+    assert m.speeds and m.speeds[0].key == "unet-f8-d3" and m.speeds[0].step_s > 0
+    assert set(m.loader_s_per_image) == {"default", "strong", "weight_maps"} and m.probe_s > 0
+    assert plan.value("model") == "unet"
+
+
+def test_cli_plan_writes_file_and_reports_bad_budget(disc_folder, tmp_path):
+    recorded = decide(_fp(disc_folder), fake_measurements(), 600, data=str(disc_folder))
+    rec_path = recorded.save(tmp_path / "recorded.yaml")
+    out = tmp_path / "plan.yaml"
+    runner = CliRunner()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", PlanHardwareWarning)
+        result = runner.invoke(app, ["plan", "--data", str(disc_folder), "--budget", "10m",
+                                     "--reuse-probe", str(rec_path), "--out", str(out)])
+        assert result.exit_code == 0, result.output
+        assert "Decisions" in result.stdout and out.is_file()
+        bad = runner.invoke(app, ["plan", "--data", str(disc_folder), "--budget", "5s",
+                                  "--reuse-probe", str(rec_path), "--out", str(out)])
+    assert bad.exit_code == 2 and "too small" in bad.output
+
+
+def test_large_images_blobs_shrink_thin_stay(tmp_path):
+    """Images over 1024 px: the fingerprint is measured on fit's default cache scale; blobs
+    keep that scale, thin structures go back to full resolution."""
+    import numpy as np
+
+    yy, xx = np.mgrid[0:48, 0:1100]
+    blob = ((yy - 24) ** 2 + (xx - 300) ** 2 <= 15**2).astype(np.uint8)
+    blobs = make_plan(write_pairs(tmp_path / "blobs", [blob, blob]), 600,
+                      probe=fake_measurements(), quiet=True)
+    assert blobs.fingerprint.cache_scale == round(1024 / 1100, 4)
+    assert blobs.fingerprint.width["max"] == 1100
+    assert blobs.value("scale") == blobs.fingerprint.cache_scale
+    line = np.zeros((48, 1100), np.uint8)
+    line[20:23, :] = 1
+    thin = make_plan(write_pairs(tmp_path / "thin", [line, line]), 600,
+                     probe=fake_measurements(), quiet=True)
+    assert thin.fingerprint.thin_classes == ["foreground"] and thin.value("scale") == 1.0
+    assert "measured at scale" in blobs.summary()
+
+
+def test_fixed_loss_weight_maps_are_budgeted(tmp_path):
+    """Cells parted by thin borders: border weight maps can be pinned; their cost counts."""
+    cells = write_pairs(tmp_path / "cells", [1 - m for m in line_masks(count=3)])
+    fp, m = _fp(cells), fake_measurements()
+    auto = decide(fp, m, 600)
+    assert auto.value("loss") == "bce-dice" and "weight maps" in auto.decisions["loss"].reason
+    pinned = decide(fp, m, 600, fixed={"loss": "weighted-ce", "augment": "default"})
+    assert pinned.value("loss") == "weighted-ce" and pinned.value("augment") == "default"
+    assert pinned.decisions["loss"].reason == "as asked"
+    same_aug = decide(fp, m, 600, fixed={"augment": "default"})
+    assert pinned.estimates["epoch_s"] > same_aug.estimates["epoch_s"]
+    with pytest.raises(UsageError):
+        decide(fp, m, 600, fixed={"model": "unet"})
