@@ -58,6 +58,8 @@ def _fit_options(
     data: FitData = "",
     format: Annotated[str, typer.Option(help="Layout: auto or a name from `unetkit formats`.")
                       ] = "auto",
+    format_option: Annotated[list[str] | None, typer.Option(
+        help="Layout option KEY=VALUE, repeatable, e.g. --format-option boundary=pet.")] = None,
     model: Annotated[str, typer.Option(help="Model name from `unetkit models`.")] = "unet",
     option: Annotated[list[str] | None, typer.Option(
         help="Model option KEY=VALUE, repeatable, e.g. --option filters=16 --option depth=3."
@@ -99,6 +101,8 @@ def _fit_options(
     accumulate: Annotated[int, typer.Option(help="Accumulate gradients over N batches.")] = 1,
     val_split: Annotated[float, typer.Option(help="Fraction held out for validation.")] = 0.2,
     test_split: Annotated[float, typer.Option(help="Fraction held out for testing.")] = 0.0,
+    folds: Annotated[int | None, typer.Option(help="Cross-validation: train K models on K "
+                                              "splits, saved as one ensemble.")] = None,
     augment: Annotated[str, typer.Option(help="none, default or strong.")] = "default",
     precision: Annotated[str, typer.Option(help="auto, 32, bf16-mixed or 16-mixed (CUDA).")
                          ] = "auto",
@@ -130,7 +134,7 @@ def _fit_options(
         "in_channels": in_channels, "size": parse_size(size), "scale": scale, "epochs": epochs,
         "max_time": max_time, "batch_size": batch_size, "loss": loss, "optimizer": optimizer,
         "lr": _parse_lr(lr), "scheduler": scheduler, "val_split": val_split,
-        "test_split": test_split, "augment": augment, "precision": precision,
+        "test_split": test_split, "folds": folds, "augment": augment, "precision": precision,
         "devices": devices, "num_nodes": num_nodes, "seed": seed, "patience": patience,
         "monitor": monitor, "skip_bad": skip_bad, "out": str(out), "grad_clip": grad_clip,
         "accumulate": accumulate, "deterministic": deterministic, "unfreeze_at": unfreeze_at}
@@ -145,6 +149,9 @@ def _fit_options(
         if value is not None:
             model_options[key] = None if value == "none" else value
     base.model_options = model_options
+    if format_option:
+        base.format_options = {**base.format_options, **_parse_options(format_option,
+                                                                        "--format-option")}
     if class_weights:
         try:
             base.loss_options = {**base.loss_options, "class_weights":
@@ -169,13 +176,13 @@ def _parse_lr(text: str) -> float | str:
     return value
 
 
-def _parse_options(items: list[str]) -> dict[str, object]:
+def _parse_options(items: list[str], flag: str = "--option") -> dict[str, object]:
     import yaml
 
     options: dict[str, object] = {}
     for item in items:
         if "=" not in item:
-            raise UsageError(f"--option {item!r} must look like KEY=VALUE, e.g. filters=16.")
+            raise UsageError(f"{flag} {item!r} must look like KEY=VALUE, e.g. filters=16.")
         key, value = item.split("=", 1)
         options[key.strip().replace("-", "_")] = yaml.safe_load(value)
     return options
@@ -206,10 +213,18 @@ def _with_fit_options(fn):
 def fit(ctx: typer.Context,
         resume: Annotated[Path | None, typer.Option(
             help="Run directory to continue from its last checkpoint.")] = None,
+        auto: Annotated[bool, typer.Option(
+            help="Plan from the data, this hardware and --budget, then train to the plan.")
+                        ] = False,
+        budget: Annotated[str | None, typer.Option(
+            help="Wall-clock budget for --auto, planning included, e.g. 10m.")] = None,
+        plan: Annotated[Path | None, typer.Option(help="Train to a saved plan.yaml.")] = None,
         **options) -> None:
     """Train a model on a folder of images and masks.
 
     Example: unetkit fit --data data/membrane --size 256 --max-time 10m --out runs/membrane
+
+    Self-configuring: unetkit fit --data data/membrane --auto --budget 10m
     """
     from unetkit.config import FitConfig
     from unetkit.train.fit import fit as run_fit
@@ -221,7 +236,19 @@ def fit(ctx: typer.Context,
         cfg.out = str(resume)
         run_fit(cfg, resume=True)
         return
-    run_fit(_fit_options(**options, ctx=ctx))
+    config = _fit_options(**options, ctx=ctx)
+    if auto or plan is not None:
+        from unetkit.train.auto import fit_planned
+
+        if plan is not None and not plan.is_file():
+            raise UsageError(f"--plan {plan} does not exist.")
+        keep = {k for k in options if (src := ctx.get_parameter_source(k)) is not None
+                and src.name != "DEFAULT"}
+        fit_planned(config, budget, plan, keep)
+        return
+    if budget is not None:
+        raise UsageError("--budget goes with --auto; for a plain time limit use --max-time.")
+    run_fit(config)
 
 
 @app.command("lr-find")
@@ -402,6 +429,38 @@ def export(
           f"input" + (f", {result.image_max_abs_diff:.3g} on {check_image}"
                       if result.image_max_abs_diff is not None else "")
           + f" (allowed {TOLERANCE:g}).", file=sys.stderr)
+
+
+@app.command()
+@guarded
+def plan(
+    data: Annotated[str, typer.Option(help="Folder of images and masks.")],
+    budget: Annotated[str, typer.Option(help="Whole time budget for `fit --auto`, planning "
+                                        "included, e.g. 10m.")] = "10m",
+    out: Annotated[Path, typer.Option(help="Plan file to write.")] = Path("plan.yaml"),
+    format: Annotated[str, typer.Option(help="Layout: auto or a name from `unetkit formats`.")
+                      ] = "auto",
+    reuse_probe: Annotated[Path | None, typer.Option(help="Re-plan from the speeds recorded "
+                                                     "in this plan file instead of probing.")
+                           ] = None,
+    skip_bad: Annotated[bool, typer.Option(help="Leave unreadable or mismatched pairs out.")
+                        ] = False,
+) -> None:
+    """Fingerprint the data, time candidate models here and write a training plan with reasons.
+
+    Example: unetkit plan --data data/membrane --budget 10m --out plan.yaml
+    """
+    from unetkit.plan import make_plan
+
+    result = make_plan(data, budget, format=format, probe=reuse_probe, skip_bad=skip_bad)
+    result.save(out)
+    print(result.summary())
+    print(f"\nWrote {out}; train with it: unetkit fit --plan {out}", file=sys.stderr)
+
+
+from unetkit.bench.cli import make_bench_app  # noqa: E402  (the bench command group)
+
+app.add_typer(make_bench_app(guarded), name="bench")
 
 
 @app.command()

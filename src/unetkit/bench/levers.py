@@ -1,17 +1,17 @@
-"""Inference and training levers the speed bench tries on unetkit's own models.
+"""Inference levers the speed bench tries on unetkit's own models.
 
-Each lever turns an eval-mode model into something `Predictor` can run unchanged (an
-`nn.Module` mapping a normalised N×C×H×W batch to logits), so a lever is timed through the
-same predict path as the default:
+Each lever turns an eval-mode model into something `Predictor` runs unchanged, so a lever is
+timed through the same predict path as the default:
 
 * `fold_batchnorm`: every BatchNorm that directly follows a convolution is folded into the
   convolution's weights and bias (eval mode only; the BN becomes an identity, or its
   activation for timm's BatchNormAct2d). Found by running the model once with hooks, so it
   works for any architecture whose BN input is exactly a conv output.
-* `OrtModule`: the model exported to ONNX (unetkit.infer.onnx, verified against PyTorch)
-  and run on onnxruntime's CPU provider; `quantize_int8` makes the int8 variant
-  (static QDQ quantisation calibrated on real images, per-channel int8 weights).
-* `compiled`: torch.compile (inductor, with weight freezing for inference).
+* onnxruntime: the model exported by unetkit.infer.onnx (verified against PyTorch) and run
+  by `Predictor(engine="onnx")`; `quantize_int8` makes the int8 variant (static QDQ
+  quantisation calibrated on real images, per-channel int8 weights), which Predictor runs
+  as an onnxruntime session.
+* `Compiled`: torch.compile (inductor, with weight freezing for inference).
 """
 
 from __future__ import annotations
@@ -89,20 +89,6 @@ def fold_batchnorm(model: nn.Module, example: torch.Tensor) -> tuple[nn.Module, 
     return model, folded, total
 
 
-class OrtModule(nn.Module):
-    """An onnxruntime session behind an nn.Module forward (normalised batch -> logits)."""
-
-    def __init__(self, session: Any, meta: dict | None = None) -> None:
-        super().__init__()
-        self.session = session
-        self.input_name = session.get_inputs()[0].name
-        self.unetkit_meta = dict(meta or {})
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        arr = np.ascontiguousarray(x.detach().float().cpu().numpy())
-        return torch.from_numpy(self.session.run(None, {self.input_name: arr})[0])
-
-
 def export_bytes(model: nn.Module) -> bytes:
     """The model as verified ONNX bytes, through unetkit's own exporter."""
     from unetkit.infer.onnx import export_onnx
@@ -148,7 +134,20 @@ def quantize_int8(data: bytes, calibration: list[torch.Tensor]) -> bytes:
         quantize_static(str(pre), str(dst), Reader(), quant_format=QuantFormat.QDQ,
                         per_channel=True, activation_type=QuantType.QUInt8,
                         weight_type=QuantType.QInt8, reduce_range=True)
-        return dst.read_bytes()
+        return _with_metadata(dst.read_bytes(), data)
+
+
+def _with_metadata(data: bytes, source: bytes) -> bytes:
+    """`data` with the unetkit metadata_props of `source` (what OnnxEngine reads)."""
+    import onnx
+
+    proto, src = onnx.load_from_string(data), onnx.load_from_string(source)
+    have = {p.key for p in proto.metadata_props}
+    for p in src.metadata_props:
+        if p.key not in have:
+            entry = proto.metadata_props.add()
+            entry.key, entry.value = p.key, p.value
+    return proto.SerializeToString()
 
 
 class Compiled(nn.Module):

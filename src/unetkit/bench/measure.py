@@ -9,6 +9,8 @@ the resident-set high-water mark (Linux VmHWM, reset before each segment through
 
 from __future__ import annotations
 
+import contextlib
+import math
 import os
 import resource
 import sys
@@ -49,7 +51,13 @@ def memory_method(device: torch.device) -> str:
 
 
 class PeakMemory:
-    """Peak memory (MB) while the block runs, and how far above its start it went."""
+    """Peak memory (MB) while the block runs, and how far above its start it went.
+
+    On CPU that is resident memory: the whole process's high-water mark (`peak_mb`) and
+    what the block added above the resident size it started at (`extra_mb`: activations,
+    gradients, workspaces). Allocators that keep their own arenas (onnxruntime) hold that
+    memory between runs, so it counts as already resident.
+    """
 
     def __init__(self, device: torch.device) -> None:
         self.device = device
@@ -91,7 +99,11 @@ class Variant:
     step: Callable[[], Any]
     images: int
     setup: Callable[[], Any] | None = None  # untimed, before each of its segments
-    times: list[float] = field(default_factory=list)
+    steps: int = 1  # calls per timed segment (set from the warm-up time)
+    times: list[float] = field(default_factory=list)  # seconds per segment
+    round_ips: list[float] = field(default_factory=list)
+    steps_done: int = 0
+    warmup_s: float = 0.0  # the first call: includes compilation and first-use costs
     peak_mb: float = 0.0
     extra_mb: float = 0.0
     error: str | None = None
@@ -101,21 +113,28 @@ class Variant:
         total = sum(self.times)
         return self.images * self.steps_done / total if total > 0 else 0.0
 
-    steps_done: int = 0
-
 
 def say(msg: str, quiet: bool) -> None:
     if not quiet:
         print(msg, file=sys.stderr, flush=True)
 
 
-def interleave(variants: list[Variant], device: torch.device, rounds: int, steps: int,
-               warmup: int, label: str, quiet: bool = False,
-               optional: set[str] | None = None) -> list[Variant]:
-    """Warm each variant up, then time `steps` calls per variant per round, interleaved.
+def _timed(v: Variant, device: torch.device) -> float:
+    synchronize(device)
+    t0 = time.perf_counter()
+    v.step()
+    synchronize(device)
+    return time.perf_counter() - t0
 
-    A variant named in `optional` that raises is kept with its `error` and left out;
-    others propagate their exception.
+
+def interleave(variants: list[Variant], device: torch.device, rounds: int, label: str,
+               quiet: bool = False, optional: set[str] | None = None,
+               target_s: float = 0.0, max_steps: int = 20) -> list[Variant]:
+    """Warm each variant up, then time each once per round, interleaved (A B, B A, A B...).
+
+    A segment repeats the step enough times to last about `target_s` seconds (estimated
+    from the warm-up). A variant named in `optional` that raises is kept with its `error`
+    and left out of the rounds; any other exception propagates.
     """
     optional = optional or set()
     live = []
@@ -123,9 +142,12 @@ def interleave(variants: list[Variant], device: torch.device, rounds: int, steps
         try:
             if v.setup:
                 v.setup()
-            for _ in range(warmup):
-                v.step()
-            synchronize(device)
+            v.warmup_s = _timed(v, device)
+            est = v.warmup_s
+            if target_s > 0 and est < target_s:  # the first call may carry one-time costs
+                est = _timed(v, device)
+            v.steps = max(1, min(max_steps, math.ceil(target_s / est))) if target_s > 0 \
+                and est > 0 else 1
             live.append(v)
         except Exception as exc:  # noqa: BLE001 — a lever that cannot run is reported
             if v.name not in optional:
@@ -137,25 +159,41 @@ def interleave(variants: list[Variant], device: torch.device, rounds: int, steps
         for v in order:
             if v.setup:
                 v.setup()
-            with PeakMemory(device) as mem:
-                synchronize(device)
-                t0 = time.perf_counter()
-                for _ in range(steps):
-                    v.step()
-                synchronize(device)
-                dt = time.perf_counter() - t0
+            synchronize(device)
+            t0 = time.perf_counter()
+            for _ in range(v.steps):
+                v.step()
+            synchronize(device)
+            dt = time.perf_counter() - t0
             v.times.append(dt)
-            v.steps_done += steps
-            v.peak_mb = max(v.peak_mb, mem.peak_mb)
-            v.extra_mb = max(v.extra_mb, mem.extra_mb)
-        figures = ", ".join(f"{v.name} {v.images * steps / v.times[-1]:.3g}" for v in live)
+            v.round_ips.append(v.images * v.steps / dt)
+            v.steps_done += v.steps
+        figures = ", ".join(f"{v.name} {v.round_ips[-1]:.3g}" for v in live)
         say(f"  [{label}] round {r + 1}/{rounds} (img/s): {figures}", quiet)
+    for v in live:  # memory in its own untimed step, from a trimmed heap
+        if v.setup:
+            v.setup()
+        release_memory()
+        with PeakMemory(device) as mem:
+            v.step()
+        v.peak_mb, v.extra_mb = mem.peak_mb, mem.extra_mb
     return variants
+
+
+def release_memory() -> None:
+    """Give freed heap memory back to the OS, so resident size tracks live memory."""
+    import ctypes
+    import ctypes.util
+    import gc
+
+    gc.collect()
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim(0)
 
 
 def round_ratios(a: Variant, b: Variant) -> list[float]:
     """Per-round ips(b) / ips(a): adjacent in time, so less exposed to load changes."""
-    return [round(ta / tb, 3) for ta, tb in zip(a.times, b.times, strict=False) if tb > 0]
+    return [round(ib / ia, 3) for ia, ib in zip(a.round_ips, b.round_ips, strict=False) if ia]
 
 
 def sig(x: float, digits: int = 4) -> float:

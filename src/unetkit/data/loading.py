@@ -51,7 +51,7 @@ def resize_pair(image: np.ndarray, mask: np.ndarray | None, size: tuple[int, int
     """Image bilinear with antialiasing, mask nearest neighbour (never interpolate labels)."""
     if tuple(image.shape[:2]) == tuple(size):
         return image, mask
-    t = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)[None].float()
+    t = torch.from_numpy(np.array(image, dtype=np.float32)).permute(2, 0, 1)[None]
     t = F.interpolate(t, size=size, mode="bilinear", antialias=True, align_corners=False)
     image = t[0].permute(1, 2, 0).round().clamp(0, 255).to(torch.uint8).numpy()
     if mask is not None:

@@ -1,0 +1,148 @@
+"""`unetkit bench [speed|data|quality]`: the command group, mounted by unetkit.cli.
+
+Kept here so cli.py only mounts it; heavy imports happen inside the commands.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from unetkit.errors import UsageError
+
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print only the JSON (the table and "
+                                       "progress go to stderr).")]
+QuickOpt = Annotated[bool, typer.Option(help="Few iterations, short checks, no "
+                                        "torch.compile: a smoke run in about a minute.")]
+BatchOpt = Annotated[int, typer.Option(help="Images per batch.")]
+SizeOpt = Annotated[str, typer.Option(help="Input size: N or HxW.")]
+ThreadsOpt = Annotated[int | None, typer.Option(help="Torch threads; default: measure 1 and "
+                                                "2 threads and use the faster.")]
+LeversOpt = Annotated[bool, typer.Option(help="Also time and check the speed levers (BN "
+                                         "folding, onnxruntime, int8, torch.compile...).")]
+CompileOpt = Annotated[bool | None, typer.Option(help="Include the torch.compile lever "
+                                                 "(default: on, off with --quick).")]
+RoundsOpt = Annotated[int | None, typer.Option(help="Interleaved rounds (default 3; 1 with "
+                                               "--quick).")]
+OutOpt = Annotated[Path, typer.Option(help="Folder for bench_speed.json, bench_data.json, "
+                                      "bench_quality.json/.png.")]
+
+
+def _size(text: str) -> list[int]:
+    from unetkit.config import parse_size
+
+    size = parse_size(text)
+    assert size is not None
+    return size
+
+
+def _emit(result: dict[str, Any], as_json: bool, table: Callable[[dict[str, Any]], str],
+          out: Path | None, name: str) -> None:
+    text = json.dumps(result, indent=1)
+    if out is not None:
+        from unetkit.io_utils import atomic_write_text
+
+        atomic_write_text(out / name, text + "\n")
+    if as_json:
+        print(table(result), file=sys.stderr)
+        print(text)
+    else:
+        print(table(result))
+        if out is not None:
+            print(f"JSON: {out / name}", file=sys.stderr)
+
+
+def _speed(as_json: bool, quick: bool, batch: int, size: str, threads: int | None,
+           levers: bool, compile: bool | None, rounds: int | None, out: Path) -> None:
+    from unetkit.bench.speed import SpeedOptions, format_table, run_speed
+
+    if batch < 1:
+        raise UsageError(f"--batch {batch} must be at least 1.")
+    if threads is not None and threads < 1:
+        raise UsageError(f"--threads {threads} must be at least 1.")
+    opts = SpeedOptions(batch=batch, size=_size(size), threads=threads, quick=quick,
+                        levers=levers, compile=compile, rounds=rounds)
+    _emit(run_speed(opts), as_json, format_table, out, "bench_speed.json")
+
+
+def make_bench_app(guarded: Callable) -> typer.Typer:
+    bench = typer.Typer(invoke_without_command=True, no_args_is_help=False,
+                        context_settings={"help_option_names": ["-h", "--help"]})
+
+    @bench.callback()
+    @guarded
+    def default(ctx: typer.Context, as_json: JsonOpt = False, quick: QuickOpt = False,
+                batch: BatchOpt = 8, size: SizeOpt = "128", threads: ThreadsOpt = None,
+                levers: LeversOpt = True, compile: CompileOpt = None,
+                rounds: RoundsOpt = None, out: OutOpt = Path("runs/bench")) -> None:
+        """Speed, data and quality benchmarks against plain PyTorch and smp.
+
+        With no subcommand this is `bench speed` (same options).
+
+        Example: unetkit bench speed --json
+        """
+        if ctx.invoked_subcommand is None:
+            _speed(as_json, quick, batch, size, threads, levers, compile, rounds, out)
+
+    @bench.command()
+    @guarded
+    def speed(as_json: JsonOpt = False, quick: QuickOpt = False, batch: BatchOpt = 8,
+              size: SizeOpt = "128", threads: ThreadsOpt = None, levers: LeversOpt = True,
+              compile: CompileOpt = None, rounds: RoundsOpt = None,
+              out: OutOpt = Path("runs/bench")) -> None:
+        """Train/infer images/s and peak memory of unetkit beside plain PyTorch and smp.
+
+        Interleaved in one run on the same inputs; ratio = unetkit / reference (> 1: unetkit
+        is faster). Also the data pipeline and, with --levers (default), BN folding,
+        onnxruntime, int8, torch.compile, threads and loader workers, each checked for
+        accuracy. A full run takes 10-20 minutes on a 2-core CPU.
+
+        Example: unetkit bench speed --json
+        """
+        _speed(as_json, quick, batch, size, threads, levers, compile, rounds, out)
+
+    @bench.command()
+    @guarded
+    def data(as_json: JsonOpt = False,
+             images: Annotated[int, typer.Option(help="Synthetic images to write.")] = 64,
+             image_size: Annotated[int, typer.Option(help="Their side in pixels.")] = 256,
+             size: SizeOpt = "128", batch: BatchOpt = 8,
+             workers: Annotated[int | None, typer.Option(help="DataLoader workers (default: "
+                                                         "as fit picks them).")] = None,
+             out: OutOpt = Path("runs/bench")) -> None:
+        """Data pipeline images/s (decode + augment + collate): cold, then from the cache.
+
+        Example: unetkit bench data --images 64 --image-size 256 --json
+        """
+        from unetkit.bench.data import format_data, run_data
+
+        if images < 1 or image_size < 8:
+            raise UsageError("--images must be at least 1 and --image-size at least 8.")
+        result = run_data(images=images, image_size=image_size, size=_size(size),
+                          batch=batch, workers=workers, quiet=False, worker_lever=True)
+        _emit(result, as_json, format_data, out, "bench_data.json")
+
+    @bench.command()
+    @guarded
+    def quality(budget: Annotated[str, typer.Option(help="Training wall-time budget, e.g. "
+                                                    "5m.")] = "5m",
+                data: Annotated[str | None, typer.Option(help="Data folder (default: "
+                                                         "../shared/data/membrane).")] = None,
+                as_json: JsonOpt = False, out: OutOpt = Path("runs/bench")) -> None:
+        """Validation Dice against wall time for the default `fit` within a budget.
+
+        Writes bench_quality.png, bench_quality.json and the run's metrics.csv to --out.
+
+        Example: unetkit bench quality --budget 5m --data data/membrane --json
+        """
+        from unetkit.bench.quality import format_quality, run_quality
+
+        result = run_quality(budget=budget, data=data, out=out, quiet=as_json)
+        _emit(result, as_json, format_quality, out, "bench_quality.json")
+
+    return bench

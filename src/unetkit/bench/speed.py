@@ -1,0 +1,679 @@
+"""`unetkit bench speed`: unetkit beside the baselines people use, in one run, on one machine.
+
+Two families, each timed interleaved on the same inputs (a batch of synthetic RGB images):
+
+* classic: unetkit's `unet` (norm=batch, 31,037,633 parameters) beside `ReferenceUNet`
+  (bench/reference.py, the same architecture written the milesial/Pytorch-UNet way);
+* mobilenet: unetkit's `timm-unet` on `mobilenetv2_100` beside segmentation_models_pytorch's
+  `Unet("mobilenet_v2")` (which keeps the 1280-channel head: 6.6M parameters against
+  4.0M; smp's "tu-mobilenetv2_100" equals ours), plus unetkit's `mobilenet_v2-unet`.
+
+unetkit's figures come from its real code paths: training is
+`SegmentationModule.training_step` (bce-dice loss, the optimizer and schedule of its
+`configure_optimizers`, channels_last and the precision `fit` picks), inference is
+`Predictor._forward` on the batch, as `predict` runs it. The baselines run fp32, NCHW, eager.
+Ratios are unetkit / baseline images per second (> 1: unetkit is faster).
+
+Levers (with `levers=True`) are timed in the same interleaved rounds and checked for
+accuracy: a short training run (the unetkit path against a plain fp32 eager loop on the same
+model, initial weights and batches) must end at the same loss within noise, and inference
+levers must agree with the fp32 eager masks of that trained model on >= 99.5% of pixels.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import os
+import statistics
+import sys
+import time
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from unetkit.bench.measure import (
+    Variant,
+    cpu_flags,
+    cpu_model,
+    interleave,
+    load_average,
+    memory_method,
+    ratio,
+    round_ratios,
+    say,
+    sig,
+)
+
+MEAN, STD = 0.5, 0.25
+AGREEMENT = 0.995  # inference levers must keep this fraction of mask pixels
+WIN = 1.05  # a lever wins when it is at least this much faster than unetkit's default
+LOSS_TOLERANCE = 0.02  # absolute, or twice the standard error of the baseline's final loss
+
+
+@dataclass
+class SpeedOptions:
+    batch: int = 8
+    size: list[int] = field(default_factory=lambda: [128, 128])
+    threads: int | None = None  # None: probe 1 vs 2 threads (full mode) and take the faster
+    quick: bool = False  # few iterations, small checks, no torch.compile (used by the tests)
+    levers: bool = True
+    compile: bool | None = None  # torch.compile inference lever; None = on unless quick
+    rounds: int | None = None  # interleaved rounds; None = 3 (quick: 1)
+    target_s: float | None = None  # seconds per timed segment; None = 3 (quick: 0)
+    check_steps: int | None = None  # training steps of the loss check; None = 50 (quick: 3)
+    check_size: int = 64
+    check_batch: int = 4
+    unet_filters: int = 64  # smaller only to make tests fast
+    families: tuple[str, ...] = ("classic", "mobilenet")
+    data: bool = True
+    data_images: int | None = None  # None = 64 (quick: 8)
+    data_image_size: int | None = None  # None = 256 (quick: 64)
+    device: str | None = None
+    quiet: bool = False
+
+    def resolved(self) -> SpeedOptions:
+        q = self.quick
+        out = copy.copy(self)
+        out.compile = (not q) if self.compile is None else self.compile
+        out.rounds = self.rounds or (1 if q else 3)
+        out.target_s = (0.0 if q else 3.0) if self.target_s is None else self.target_s
+        out.check_steps = self.check_steps if self.check_steps is not None else (3 if q else 50)
+        out.data_images = self.data_images or (8 if q else 64)
+        out.data_image_size = self.data_image_size or (64 if q else 256)
+        return out
+
+
+# ----------------------------------------------------------------------------- inputs
+
+def make_batch(n: int, size: list[int], seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Synthetic RGB images (normalised N×3×H×W float) and binary masks (N×H×W int64)."""
+    from unetkit.data.synthetic import make_sample
+
+    pairs = [make_sample(seed + i, (size[0], size[1]), 3) for i in range(n)]
+    x = torch.from_numpy(np.stack([p[0] for p in pairs])).permute(0, 3, 1, 2).float() / 255
+    y = torch.from_numpy(np.stack([p[1] for p in pairs]) > 0).long()
+    return ((x - MEAN) / STD).contiguous(), y
+
+
+# ----------------------------------------------------------------------------- runners
+
+class UnetkitTrainer:
+    """unetkit's real training step: SegmentationModule.training_step, backward, step."""
+
+    def __init__(self, model: nn.Module, device: torch.device, channels_last: bool = True,
+                 precision: str = "auto", schedule: bool = True) -> None:
+        from unetkit.device import resolve_precision
+        from unetkit.train.losses import build_loss
+        from unetkit.train.module import SegmentationModule, build_optimizer
+
+        self.device = device
+        self.module = SegmentationModule(model, build_loss("bce-dice", 1), 2,
+                                         ["background", "foreground"],
+                                         channels_last=channels_last).to(device).train()
+        if schedule:  # what the Trainer steps: its optimizer and per-step LR schedule
+            conf = self.module.configure_optimizers()
+            self.optimizer = conf["optimizer"]
+            self.scheduler = conf["lr_scheduler"]["scheduler"]
+        else:  # constant LR, to compare losses with a plain loop
+            m = self.module
+            self.optimizer = build_optimizer(m.optimizer_name, list(m.model.parameters()), m.lr,
+                                             m.weight_decay)
+            self.scheduler = None
+        self.precision = resolve_precision(precision, device)
+        self.steps = 0
+
+    def train_step(self, x: torch.Tensor, y: torch.Tensor) -> float:
+        from unetkit.device import autocast_context
+
+        self.optimizer.zero_grad(set_to_none=True)
+        with autocast_context(self.device, self.precision):
+            loss = self.module.training_step((x, y), self.steps)
+        loss.backward()
+        self.optimizer.step()
+        if self.scheduler is not None:
+            self.scheduler.step()
+        self.steps += 1
+        return float(loss.detach())
+
+
+class PlainTrainer:
+    """The fp32 eager NCHW baseline loop on a unetkit model with unetkit's loss."""
+
+    def __init__(self, model: nn.Module, device: torch.device) -> None:
+        from unetkit.train.losses import build_loss
+        from unetkit.train.module import build_optimizer
+
+        self.model = model.to(device).train()
+        self.loss = build_loss("bce-dice", 1)
+        self.optimizer = build_optimizer("adamw", list(model.parameters()), 1e-3, 1e-4)
+
+    def train_step(self, x: torch.Tensor, y: torch.Tensor) -> float:
+        self.optimizer.zero_grad(set_to_none=True)
+        loss = self.loss(self.model(x), y)
+        loss.backward()
+        self.optimizer.step()
+        return float(loss.detach())
+
+
+def predictor_forward(model: Any, device: torch.device, precision: str = "auto",
+                      engine: str = "torch") -> Callable[[torch.Tensor], torch.Tensor]:
+    """unetkit's predict path on a normalised batch: Predictor._forward (probabilities)."""
+    from unetkit.infer.predict import Predictor
+
+    if engine == "torch":
+        return Predictor(model, device=device, precision=precision)._forward
+    return Predictor(model, device=device, precision=precision, engine=engine)._forward
+
+
+def eager_probs(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """fp32 eager NCHW probabilities: the accuracy baseline for inference levers."""
+    model.eval()
+    with torch.inference_mode():
+        return torch.sigmoid(model(x).float()).cpu()
+
+
+# ----------------------------------------------------------------------------- families
+
+@dataclass
+class Family:
+    key: str
+    unetkit_label: str
+    unetkit_name: str
+    unetkit_options: dict[str, Any]
+    reference_label: str
+    make_reference: Callable[[], nn.Module]
+    extras: list[tuple[str, str, dict[str, Any]]] = field(default_factory=list)
+    infer_levers: tuple[str, ...] = ("nchw", "channels_last_model", "bn_fold",
+                                     "bn_fold_channels_last_model", "onnxruntime",
+                                     "onnxruntime_int8", "compile")
+    notes: dict[str, Any] = field(default_factory=dict)
+
+
+def families(opts: SpeedOptions) -> dict[str, Family]:
+    from unetkit.bench.reference import ReferenceUNet, smp_unet
+
+    f = opts.unet_filters
+    suffix = "" if f == 64 else f", filters={f}"
+    return {
+        "classic": Family(
+            "classic", f"unetkit unet (norm=batch{suffix}), channels_last, {{precision}}",
+            "unet", {"norm": "batch", "filters": f},
+            f"bench/reference.py ReferenceUNet (milesial/Pytorch-UNet layout, BatchNorm"
+            f"{suffix}), fp32 NCHW eager", lambda: ReferenceUNet(3, 1, f)),
+        "mobilenet": Family(
+            "mobilenet", "unetkit timm-unet (encoder mobilenetv2_100, encoder_weights=None), "
+            "channels_last, {precision}", "timm-unet",
+            {"encoder": "mobilenetv2_100", "encoder_weights": None},
+            "segmentation_models_pytorch Unet('mobilenet_v2', encoder_weights=None), fp32 "
+            "NCHW eager", smp_unet,
+            extras=[("mobilenet_v2_unet", "mobilenet_v2-unet", {"encoder_weights": None})],
+            infer_levers=("nchw", "channels_last_model", "bn_fold",
+                          "bn_fold_channels_last_model", "onnxruntime", "onnxruntime_int8",
+                          "compile", "bf16")),
+    }
+
+
+def _count(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def _final(losses: list[float]) -> tuple[float, float]:
+    """Mean of the last 10 step losses and the standard error of that mean."""
+    tail = losses[-10:]
+    sem = statistics.stdev(tail) / math.sqrt(len(tail)) if len(tail) > 1 else 0.0
+    return statistics.fmean(tail), sem
+
+
+def train_check(model: nn.Module, device: torch.device, opts: SpeedOptions
+                ) -> tuple[dict[str, Any], nn.Module]:
+    """Train a copy the plain fp32 eager way and a copy through unetkit's training step on
+    the same batches from the same weights; return the comparison and the plain-trained
+    model (the weights the inference levers are checked with)."""
+    steps = int(opts.check_steps or 0)
+    pool = [make_batch(opts.check_batch, [opts.check_size] * 2, 10_000 + 100 * i)
+            for i in range(8)]
+    pool = [(x.to(device), y.to(device)) for x, y in pool]
+    runs: dict[str, list[float]] = {}
+    trained: dict[str, nn.Module] = {}
+    for name in ("fp32_eager_nchw", "unetkit"):
+        net = copy.deepcopy(model)
+        runner: Any = PlainTrainer(net, device) if name == "fp32_eager_nchw" else \
+            UnetkitTrainer(net, device, channels_last=True, schedule=False)
+        torch.manual_seed(1234)  # same dropout masks
+        runs[name] = [runner.train_step(*pool[i % len(pool)]) for i in range(steps)]
+        trained[name] = net
+        say(f"  check: {steps} training steps ({name}) final loss "
+            f"{_final(runs[name])[0]:.4f}" if steps else "", opts.quiet or not steps)
+    base, noise = _final(runs["fp32_eager_nchw"]) if steps else (math.nan, 0.0)
+    uk, _ = _final(runs["unetkit"]) if steps else (math.nan, 0.0)
+    tol = max(LOSS_TOLERANCE, 2 * noise)
+    result = {"steps": steps, "batch": opts.check_batch, "size": opts.check_size,
+              "fp32_eager_loss": round(base, 4), "unetkit_loss": round(uk, 4),
+              "delta": round(uk - base, 4), "tolerance": round(tol, 4),
+              "passed": bool(steps) and abs(uk - base) <= tol,
+              "rule": "mean of the last 10 step losses within max(0.02, 2 x the standard "
+                      "error of that mean in the fp32 eager run)"}
+    return result, trained["fp32_eager_nchw"].eval()
+
+
+def agreement(probs: torch.Tensor, base: torch.Tensor) -> dict[str, Any]:
+    a, b = probs > 0.5, base > 0.5
+    agree = float((a == b).float().mean())
+    return {"mask_agreement": round(agree, 5),
+            "max_abs_prob_diff": round(float((probs - base).abs().max()), 5),
+            "passed": agree >= AGREEMENT}
+
+
+def _lever_variants(fam: Family, trained: nn.Module, device: torch.device, x: torch.Tensor,
+                    calib: list[torch.Tensor], opts: SpeedOptions
+                    ) -> tuple[list[Variant], dict[str, dict[str, Any]]]:
+    """Inference lever variants (run through Predictor) and what each took to set up."""
+    from unetkit.bench import levers
+
+    out: list[Variant] = []
+    info: dict[str, dict[str, Any]] = {}
+    n = x.shape[0]
+    for name in fam.infer_levers:
+        if name == "compile" and not opts.compile:
+            continue
+        if name in ("onnxruntime", "onnxruntime_int8") and device.type != "cpu":
+            continue
+        t0 = time.perf_counter()
+        entry: dict[str, Any] = {}
+        try:
+            if name == "nchw":
+                net = copy.deepcopy(trained).eval()
+
+                def run(net: nn.Module = net) -> torch.Tensor:
+                    return eager_probs(net, x)
+                entry["note"] = "unetkit model, fp32 eager NCHW under inference_mode"
+            elif name == "channels_last_model":
+                net = copy.deepcopy(trained).to(memory_format=torch.channels_last)
+                fwd = predictor_forward(net, device)
+                entry["note"] = ("Predictor with model.to(memory_format=torch.channels_last): "
+                                 "weights in the inputs' layout")
+
+                def run(fwd: Callable = fwd) -> torch.Tensor:
+                    return fwd(x)
+            elif name in ("bn_fold", "bn_fold_channels_last_model"):
+                example = x[:1].to(device)
+                net, folded, total = levers.fold_batchnorm(trained, example)
+                entry["note"] = (f"{folded} of {total} BatchNorm layers folded into their "
+                                 "conv, through Predictor")
+                if name == "bn_fold_channels_last_model":
+                    net = net.to(memory_format=torch.channels_last)
+                    entry["note"] += ", model.to(memory_format=torch.channels_last)"
+                fwd = predictor_forward(net, device)
+
+                def run(fwd: Callable = fwd) -> torch.Tensor:
+                    return fwd(x)
+            elif name == "onnxruntime":
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    fwd = predictor_forward(copy.deepcopy(trained), device, engine="onnx")
+                entry["note"] = ("Predictor(engine='onnx'): unetkit.infer.onnx export, "
+                                 "onnxruntime CPU provider")
+
+                def run(fwd: Callable = fwd) -> torch.Tensor:
+                    return fwd(x)
+            elif name == "onnxruntime_int8":
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    data = levers.quantize_int8(levers.export_bytes(trained), calib)
+                entry["note"] = ("static int8 QDQ (per-channel weights, uint8 activations, "
+                                 f"reduce_range), calibrated on {len(calib)} batches, run by "
+                                 "Predictor on the onnxruntime session")
+                fwd = predictor_forward(levers.session(data), device)
+
+                def run(fwd: Callable = fwd) -> torch.Tensor:
+                    return fwd(x)
+            elif name == "compile":
+                net = levers.Compiled(copy.deepcopy(trained).eval(), freeze=True)
+                fwd = predictor_forward(net, device)
+                entry["note"] = "torch.compile inductor, freezing; compile time in warmup_s"
+
+                def run(fwd: Callable = fwd) -> torch.Tensor:
+                    return fwd(x)
+            elif name == "bf16":
+                fwd = predictor_forward(copy.deepcopy(trained), device, "bf16-mixed")
+                entry["note"] = "Predictor with precision bf16-mixed (autocast)"
+
+                def run(fwd: Callable = fwd) -> torch.Tensor:
+                    return fwd(x)
+            else:
+                continue
+        except Exception as exc:  # noqa: BLE001 — a lever that cannot be built is reported
+            info[name] = {"error": f"{type(exc).__name__}: {str(exc).splitlines()[0][:200]}"}
+            continue
+        entry["setup_s"] = round(time.perf_counter() - t0, 2)
+        info[name] = entry
+        out.append(Variant(name, run, n))
+    return out, info
+
+
+def run_family(fam: Family, device: torch.device, opts: SpeedOptions
+               ) -> tuple[dict[str, Any], dict[str, Any]]:
+    from unetkit.bench.reference import ReferenceRunner
+    from unetkit.device import resolve_precision
+    from unetkit.models.registry import build_model
+
+    precision = resolve_precision("auto", device)
+    say(f"{fam.key}: building models", opts.quiet)
+    torch.manual_seed(0)
+    uk = build_model(fam.unetkit_name, **fam.unetkit_options)
+    ref = fam.make_reference()
+    extras = {key: build_model(name, **options) for key, name, options in fam.extras}
+    block: dict[str, Any] = {
+        "unetkit": fam.unetkit_label.format(precision="fp32" if precision == "32"
+                                            else precision),
+        "reference": fam.reference_label, "unetkit_params": _count(uk),
+        "reference_params": _count(ref)}
+    if fam.key == "mobilenet":
+        from unetkit.bench.reference import smp_unet
+
+        block["smp_tu_mobilenetv2_100_params"] = _count(smp_unet("tu-mobilenetv2_100"))
+    for key, model in extras.items():
+        block[f"{key}_params"] = _count(model)
+    x, y = make_batch(opts.batch, opts.size, 0)
+    x, y = x.to(device), y.to(device)
+    lever_out: dict[str, Any] = {"train": {}, "infer": {}}
+
+    # --- accuracy check (also gives trained weights for the inference checks)
+    if opts.levers:
+        check, trained = train_check(uk, device, opts)
+        block["train_check"] = check
+    else:
+        trained = copy.deepcopy(uk).eval()
+
+    # --- training
+    say(f"{fam.key}: training, batch {opts.batch} at {opts.size[0]}x{opts.size[1]}",
+        opts.quiet)
+    ref_runner = ReferenceRunner(ref, device)
+    uk_trainer = UnetkitTrainer(uk, device)
+    train_vs = [Variant("reference", lambda: ref_runner.train_step(x, y), opts.batch),
+                Variant("unetkit", lambda: uk_trainer.train_step(x, y), opts.batch)]
+    for key, model in extras.items():
+        t = UnetkitTrainer(model, device)
+        train_vs.append(Variant(key, lambda t=t: t.train_step(x, y), opts.batch))
+    if opts.levers:
+        nchw = UnetkitTrainer(copy.deepcopy(uk), device, channels_last=False)
+        train_vs.append(Variant("nchw", lambda: nchw.train_step(x, y), opts.batch))
+        clw = UnetkitTrainer(copy.deepcopy(uk).to(memory_format=torch.channels_last), device)
+        train_vs.append(Variant("channels_last_model", lambda: clw.train_step(x, y),
+                                opts.batch))
+    interleave(train_vs, device, opts.rounds, f"{fam.key} train", opts.quiet,
+               optional={"nchw", "channels_last_model"}, target_s=opts.target_s)
+    tv = {v.name: v for v in train_vs}
+    _fill(block, "train", tv["reference"], tv["unetkit"], list(extras))
+    for key in extras:
+        _extra(block, "train", key, tv[key], tv["reference"])
+    if opts.levers:
+        lever_out["train"]["nchw"] = _lever_entry(
+            tv["nchw"], block, "train", {"passed": True, "note": "fp32 eager NCHW is the "
+                                         "check's baseline computation itself"},
+            "SegmentationModule(channels_last=False): inputs stay NCHW")
+        lever_out["train"]["channels_last_model"] = _lever_entry(
+            tv["channels_last_model"], block, "train",
+            {"passed": True, "note": "same computation as unetkit's default (checked in "
+                                     "train_check); only the weights' memory layout differs"},
+            "model.to(memory_format=torch.channels_last) as well as channels_last inputs: "
+            "no per-call weight layout copies")
+    del train_vs, tv
+    ref_runner = uk_trainer = None  # free their optimizer states before inference
+
+    # --- inference
+    say(f"{fam.key}: inference, batch {opts.batch} at {opts.size[0]}x{opts.size[1]}",
+        opts.quiet)
+    ref_eval = ReferenceRunner(ref, device)
+    uk_fwd = predictor_forward(copy.deepcopy(trained), device)
+    infer_vs = [Variant("reference", lambda: ref_eval.infer(x), opts.batch),
+                Variant("unetkit", lambda: uk_fwd(x), opts.batch)]
+    for key, model in extras.items():
+        fwd = predictor_forward(model, device)
+        infer_vs.append(Variant(key, lambda fwd=fwd: fwd(x), opts.batch))
+    info: dict[str, dict[str, Any]] = {}
+    if opts.levers:
+        calib = [make_batch(opts.check_batch, [opts.check_size] * 2, 20_000 + 100 * i)[0]
+                 for i in range(4)]
+        lever_vs, info = _lever_variants(fam, trained, device, x, calib, opts)
+        infer_vs += lever_vs
+    interleave(infer_vs, device, opts.rounds, f"{fam.key} infer", opts.quiet,
+               optional=set(info), target_s=opts.target_s)
+    iv = {v.name: v for v in infer_vs}
+    _fill(block, "infer", iv["reference"], iv["unetkit"], list(extras))
+    for key in extras:
+        _extra(block, "infer", key, iv[key], iv["reference"])
+    if opts.levers:
+        base = eager_probs(trained, x)
+        block["infer_check"] = {**agreement(uk_fwd(x), base),
+                                "foreground_fraction": round(float((base > 0.5).float()
+                                                                   .mean()), 4)}
+        for name, entry in info.items():
+            v = iv.get(name)
+            if v is None or "error" in entry:
+                lever_out["infer"][name] = {"verdict": "failed", **entry}
+                continue
+            check = agreement(v.step(), base) if v.error is None else None
+            lever_out["infer"][name] = _lever_entry(v, block, "infer", check,
+                                                    entry.get("note", ""),
+                                                    setup_s=entry.get("setup_s"))
+    return block, lever_out
+
+
+def _fill(block: dict[str, Any], phase: str, ref: Variant, uk: Variant, extras: list[str]
+          ) -> None:
+    r, u = sig(ref.ips), sig(uk.ips)
+    block[f"reference_{phase}_ips"] = r
+    block[f"unetkit_{phase}_ips"] = u
+    block[f"{phase}_ratio"] = ratio(u, r)
+    block[f"{phase}_round_ratios"] = round_ratios(ref, uk)
+    for who, v in (("reference", ref), ("unetkit", uk)):
+        block[f"{who}_{phase}_peak_rss_mb"] = round(v.peak_mb, 1)
+        block[f"{who}_{phase}_peak_extra_mb"] = round(v.extra_mb, 1)
+
+
+def _extra(block: dict[str, Any], phase: str, key: str, v: Variant, ref: Variant) -> None:
+    block[f"{key}_{phase}_ips"] = sig(v.ips)
+    block[f"{key}_{phase}_ratio_vs_reference"] = ratio(sig(v.ips), sig(ref.ips))
+    block[f"{key}_{phase}_peak_extra_mb"] = round(v.extra_mb, 1)
+
+
+def _lever_entry(v: Variant, block: dict[str, Any], phase: str, check: dict | None,
+                 note: str, setup_s: float | None = None) -> dict[str, Any]:
+    if v.error is not None:
+        return {"verdict": "failed", "error": v.error, "note": note}
+    ips = sig(v.ips)
+    vs_uk = ratio(ips, block[f"unetkit_{phase}_ips"])
+    entry: dict[str, Any] = {
+        "ips": ips, "ratio_vs_reference": ratio(ips, block[f"reference_{phase}_ips"]),
+        "ratio_vs_unetkit": vs_uk, "peak_extra_mb": round(v.extra_mb, 1),
+        "warmup_s": round(v.warmup_s, 2)}
+    if setup_s is not None:
+        entry["setup_s"] = setup_s
+    if check is not None:
+        entry["check"] = check
+    entry["note"] = note
+    accurate = check is None or check.get("passed", False)
+    entry["verdict"] = ("inaccurate" if not accurate else
+                        "won" if vs_uk is not None and vs_uk >= WIN else "lost")
+    return entry
+
+
+# ----------------------------------------------------------------------------- threads
+
+def probe_threads(device: torch.device, opts: SpeedOptions) -> dict[str, Any]:
+    """Time unetkit's classic inference and mobilenet training step at 1 and 2 threads."""
+    from unetkit.models.registry import build_model
+
+    x, y = make_batch(opts.batch, opts.size, 0)
+    torch.manual_seed(0)
+    unet = build_model("unet", norm="batch", filters=opts.unet_filters)
+    fwd = predictor_forward(unet, device)
+    mob = UnetkitTrainer(build_model("timm-unet", encoder="mobilenetv2_100",
+                                     encoder_weights=None), device)
+    out: dict[str, Any] = {}
+    for label, step in (("classic_infer", lambda: fwd(x)),
+                        ("mobilenet_train", lambda: mob.train_step(x, y))):
+        vs = [Variant(f"{n}_thread{'s' if n > 1 else ''}", step, opts.batch,
+                      setup=lambda n=n: torch.set_num_threads(n)) for n in (1, 2)]
+        interleave(vs, device, 2, f"threads {label}", opts.quiet,
+                   target_s=opts.target_s)
+        out[label] = {v.name + "_ips": sig(v.ips) for v in vs}
+        out[label]["ratio_2_vs_1"] = ratio(sig(vs[1].ips), sig(vs[0].ips))
+    gain = math.sqrt(out["classic_infer"]["ratio_2_vs_1"] *
+                     out["mobilenet_train"]["ratio_2_vs_1"])
+    out["geomean_ratio_2_vs_1"] = round(gain, 3)
+    out["chosen"] = 2 if gain > 1.0 else 1
+    return out
+
+
+# ----------------------------------------------------------------------------- run
+
+def run_speed(opts: SpeedOptions | None = None) -> dict[str, Any]:
+    """Run the speed bench; returns the JSON of `unetkit bench speed --json`."""
+    from unetkit.device import pick_device, resolve_precision
+
+    opts = (opts or SpeedOptions()).resolved()
+    device = pick_device(opts.device)
+    start = time.perf_counter()
+    threads_before = torch.get_num_threads()
+    load_start = load_average()
+    warnings.filterwarnings("ignore", message=".*self.log.*")
+    warnings.filterwarnings("ignore", message=".*self.trainer.*")
+    probe = None
+    try:
+        if opts.threads is not None:
+            threads, chosen_by = opts.threads, "--threads"
+        elif device.type == "cpu" and (os.cpu_count() or 1) >= 2 and not opts.quick:
+            say("threads: probing 1 vs 2 threads", opts.quiet)
+            probe = probe_threads(device, opts)
+            threads, chosen_by = probe["chosen"], "probe (faster of 1 and 2 threads)"
+        else:
+            threads, chosen_by = threads_before, "as set in this process"
+        torch.set_num_threads(threads)
+        result: dict[str, Any] = {}
+        levers_all: dict[str, Any] = {}
+        fams = families(opts)
+        for key in opts.families:
+            block, lev = run_family(fams[key], device, opts)
+            result[key] = block
+            levers_all[key] = lev
+        if opts.data:
+            from unetkit.bench.data import run_data
+
+            result["data"] = run_data(images=opts.data_images,
+                                      image_size=opts.data_image_size, size=opts.size,
+                                      batch=opts.batch, quiet=opts.quiet,
+                                      worker_lever=opts.levers)
+            if "workers_lever" in result["data"]:
+                levers_all["data_workers"] = result["data"].pop("workers_lever")
+        if probe is not None:
+            levers_all["threads"] = probe
+        if opts.levers:
+            result["levers"] = levers_all
+        result["settings"] = {
+            "device": device.type, "threads": torch.get_num_threads(),
+            "threads_chosen_by": chosen_by, "interop_threads": torch.get_num_interop_threads(),
+            "precision": resolve_precision("auto", device),
+            "memory_format": "unetkit: channels_last inputs (SegmentationModule(channels_"
+                             "last=True), Predictor._forward); references: NCHW",
+            "compile": False, "compile_lever": bool(opts.compile),
+            "cpu_flags": cpu_flags(), "cpu": cpu_model(), "cpu_count": os.cpu_count(),
+            "batch": opts.batch, "size": list(opts.size), "rounds": opts.rounds,
+            "segment_target_s": opts.target_s, "quick": opts.quick,
+            "memory_method": memory_method(device), "torch": torch.__version__,
+            "versions": _versions(), "load_average_start": load_start,
+            "load_average_end": load_average(),
+            "wall_s": round(time.perf_counter() - start, 1),
+        }
+    finally:
+        torch.set_num_threads(threads_before)
+    return result
+
+
+def _versions() -> dict[str, str]:
+    out = {}
+    for mod in ("timm", "segmentation_models_pytorch", "onnxruntime", "lightning"):
+        try:
+            out[mod] = __import__(mod).__version__
+        except Exception:  # noqa: BLE001
+            out[mod] = "absent"
+    return out
+
+
+# ----------------------------------------------------------------------------- table
+
+def format_table(result: dict[str, Any]) -> str:
+    lines = []
+    s = result.get("settings", {})
+    lines.append(f"unetkit bench speed — {s.get('device')} ({s.get('cpu', '')}), "
+                 f"{s.get('threads')} thread(s), batch {s.get('batch')} at "
+                 f"{'x'.join(map(str, s.get('size', [])))}, precision {s.get('precision')}")
+    head = f"{'':<11}{'phase':<7}{'reference img/s':>16}{'unetkit img/s':>15}{'ratio':>8}" \
+           f"{'ref +MB':>9}{'unetkit +MB':>13}"
+    for key in ("classic", "mobilenet"):
+        b = result.get(key)
+        if not b:
+            continue
+        lines.append("")
+        lines.append(f"{key}: unetkit {b['unetkit_params']:,} params vs reference "
+                     f"{b['reference_params']:,} params")
+        lines.append(head)
+        for phase in ("train", "infer"):
+            lines.append(
+                f"{key:<11}{phase:<7}{b[f'reference_{phase}_ips']:>16.3g}"
+                f"{b[f'unetkit_{phase}_ips']:>15.3g}{b[f'{phase}_ratio']:>8.2f}"
+                f"{b[f'reference_{phase}_peak_extra_mb']:>9.0f}"
+                f"{b[f'unetkit_{phase}_peak_extra_mb']:>13.0f}")
+        if "mobilenet_v2_unet_train_ips" in b:
+            lines.append(f"  mobilenet_v2-unet ({b['mobilenet_v2_unet_params']:,} params): "
+                         f"train {b['mobilenet_v2_unet_train_ips']:.3g} img/s, infer "
+                         f"{b['mobilenet_v2_unet_infer_ips']:.3g} img/s")
+    d = result.get("data")
+    if d:
+        lines.append("")
+        lines.append(f"data pipeline ({d['images']} images {d['image_size']}px -> "
+                     f"{d['crop']} crops, batch {d['batch']}): cold {d['cold_ips']:.3g} img/s,"
+                     f" cached {d['cached_ips']:.3g} img/s")
+    lev = result.get("levers")
+    if lev:
+        lines.append("")
+        lines.append(f"{'lever':<36}{'img/s':>9}{'vs ref':>8}{'vs unetkit':>11}  "
+                     f"{'check':<18}verdict")
+        for key in ("classic", "mobilenet"):
+            for phase in ("train", "infer"):
+                for name, e in lev.get(key, {}).get(phase, {}).items():
+                    label = f"{key} {phase} {name}"
+                    if "ips" not in e:
+                        lines.append(f"{label:<36}{'':>28}  {'':<18}{e.get('verdict')}: "
+                                     f"{e.get('error', '')[:60]}")
+                        continue
+                    c = e.get("check") or {}
+                    check = (f"agree {c['mask_agreement']:.4f}" if "mask_agreement" in c
+                             else "same math" if c else "")
+                    lines.append(f"{label:<36}{e['ips']:>9.3g}{e['ratio_vs_reference']:>8.2f}"
+                                 f"{e['ratio_vs_unetkit']:>11.2f}  {check:<18}"
+                                 f"{e['verdict']}")
+        t = lev.get("threads")
+        if t:
+            lines.append(f"threads: 2 vs 1 = {t['classic_infer']['ratio_2_vs_1']} (classic "
+                         f"infer), {t['mobilenet_train']['ratio_2_vs_1']} (mobilenet train); "
+                         f"chose {t['chosen']}")
+        w = lev.get("data_workers")
+        if w:
+            lines.append(f"data workers: {w.get('workers')} workers {w.get('cached_ips')} "
+                         f"img/s vs in-process, ratio {w.get('ratio_vs_in_process')}")
+    lines.append("")
+    lines.append("ratio = unetkit img/s / reference img/s (> 1: unetkit is faster); +MB = "
+                 "peak resident memory a step adds")
+    return "\n".join(lines)
+
+
+def print_table(result: dict[str, Any], file: Any = None) -> None:
+    print(format_table(result), file=file or sys.stdout)
