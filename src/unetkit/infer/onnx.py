@@ -156,7 +156,7 @@ def _image_input(model: nn.Module, image: np.ndarray, name: str) -> torch.Tensor
     from unetkit.infer.predict import Predictor
 
     predictor = Predictor(model, device="cpu")
-    x = predictor._prepare(image, name)
+    x = predictor._normalize(predictor._prepare(image, name)[None])[0]
     wh, ww = predictor._working_size(*image.shape[:2])
     if (wh, ww) != tuple(x.shape[-2:]):
         x = F.interpolate(x[None], size=(wh, ww), mode="bilinear", antialias=True,

@@ -46,7 +46,8 @@ class Predictor:
 
     def __init__(self, model: Any, device: str | torch.device | None = None,
                  tile: int | None = None, overlap: float = 0.25, tta: bool = False,
-                 batch_size: int = 4, precision: str = "auto", engine: str = "torch") -> None:
+                 batch_size: int = 4, precision: str = "auto", engine: str = "torch",
+                 fold_bn: bool = True) -> None:
         from unetkit.infer import onnx as onnx_engine
 
         if engine not in ("torch", "onnx"):
@@ -61,7 +62,8 @@ class Predictor:
             self.model = model
         else:
             self.device = pick_device(device)
-            self.model = model.to(self.device).eval()
+            self.model = _fold_for_inference(model.to(self.device).eval(), self.device) \
+                if fold_bn else model.to(self.device).eval()
         self.meta = dict(getattr(model, "unetkit_meta", {}) or {})
         self.binary = bool(self.meta.get("binary", True))
         self.class_names: list[str] = self.meta.get("class_names", ["background", "foreground"])
@@ -87,8 +89,13 @@ class Predictor:
             raise UnetkitError(f"{name} has {c} channels but the model expects {self.channels} "
                                f"(it was trained on {self.channels}-channel images).")
         image = match_channels(image, self.channels)
-        t = torch.from_numpy(np.array(image, dtype=np.float32)).permute(2, 0, 1) / 255.0
-        return (t - self.mean) / self.std
+        # stays uint8 until a tile is cut: a large image costs 1 byte per pixel and channel
+        return torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)
+
+    def _normalize(self, batch: torch.Tensor) -> torch.Tensor:
+        if batch.dtype != torch.uint8:
+            return batch
+        return batch.float().div_(255.0).sub_(self.mean).div_(self.std)
 
     def _working_size(self, h: int, w: int) -> tuple[int, int]:
         scale = self.meta.get("scale", 1.0)
@@ -108,7 +115,7 @@ class Predictor:
 
     @torch.inference_mode()
     def _forward(self, batch: torch.Tensor) -> torch.Tensor:
-        batch = batch.to(self.device)
+        batch = self._normalize(batch).to(self.device)
         outs = []
         ops = tta_transforms(batch.shape[-1] == batch.shape[-2]) if self.tta else \
             tta_transforms(False)[:1]
@@ -123,8 +130,8 @@ class Predictor:
         x = self._prepare(image, name)
         wh, ww = self._working_size(h, w)
         if (wh, ww) != (h, w):
-            x = F.interpolate(x[None], size=(wh, ww), mode="bilinear", antialias=True,
-                              align_corners=False)[0]
+            x = F.interpolate(self._normalize(x[None]), size=(wh, ww), mode="bilinear",
+                              antialias=True, align_corners=False)[0]
         margin = 0
         tile = self.tile
         if self.margin_fn is not None:  # valid-padding model: always overlap-tile
@@ -141,7 +148,7 @@ class Predictor:
         if (wh, ww) != (h, w):
             probs = F.interpolate(probs[None], size=(h, w), mode="bilinear",
                                   align_corners=False)[0]
-        return probs.numpy().astype(np.float32)
+        return probs.numpy().astype(np.float32, copy=False)
 
     def mask_from_probabilities(self, probs: np.ndarray, threshold: float = 0.5) -> np.ndarray:
         if self.binary:
@@ -150,6 +157,24 @@ class Predictor:
 
     def predict(self, image: np.ndarray, threshold: float = 0.5, name: str = "image") -> np.ndarray:
         return self.mask_from_probabilities(self.probabilities(image, name), threshold)
+
+
+def _fold_for_inference(model: Any, device: torch.device) -> Any:
+    """BatchNorm folded into convolutions (a copy; `model` is untouched), channels-last."""
+    from torch import nn
+
+    from unetkit.infer import onnx as onnx_engine
+    from unetkit.models.fold import fold_batchnorm
+
+    if hasattr(model, "output_margin") or \
+            not any(isinstance(m, nn.BatchNorm2d) for m in model.modules()):
+        return model
+    channels = int((getattr(model, "unetkit_meta", None) or {}).get(
+        "in_channels", model.unetkit_arch["options"].get("in_channels", 3))
+        if hasattr(model, "unetkit_arch") else 3)
+    side = max(32, int(onnx_engine.pad_multiple(model)))
+    folded, _, _ = fold_batchnorm(model, torch.zeros(1, channels, side, side, device=device))
+    return folded.to(memory_format=torch.channels_last)
 
 
 def default_tile(meta: dict) -> int | None:

@@ -78,6 +78,11 @@ def resolve(config: FitConfig, image_sizes: list[tuple[int, int]], scale: float 
               f"{options.get('filters')} base filters fit a {device.type.upper()} time budget")
     else:
         d.values["model_options"] = options
+    plain = config.model in ("unet", "unet-bn", "unet1024", "unet-valid")
+    channels_last = device.type == "cuda" or not plain
+    d.set("channels_last", channels_last,
+          "measured by `unetkit bench`: plain convolutions train 1.12x faster in NCHW on CPU, "
+          "depthwise encoders and CUDA faster channels-last")
     precision = resolve_precision(config.precision, device)
     d.set("precision", precision, "native bf16 on this hardware" if "bf16" in precision
           else "full precision" if precision == "32" else "mixed precision on GPU")

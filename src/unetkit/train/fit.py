@@ -217,7 +217,8 @@ def fit(config: FitConfig, quiet: bool = False, resume: bool = False,
     module = SegmentationModule(model, loss, 2 if logit_channels == 1 else logit_channels,
                                 class_names, resolved.optimizer,
                                 1e-3 if lr == "auto" else float(lr), resolved.weight_decay,
-                                resolved.scheduler, max_time, channels_last=True)
+                                resolved.scheduler, max_time,
+                                channels_last=d.values["channels_last"])
     if lr_find_only:
         lr = "auto"
     if lr == "auto" and not resume:
