@@ -42,3 +42,17 @@ def autocast_context(device: torch.device, precision: str = "auto") -> Any:
     if precision == "16-mixed" and device.type == "cuda":
         return torch.autocast("cuda", dtype=torch.float16)
     return contextlib.nullcontext()
+
+
+def cpu_model() -> str:
+    """The CPU's marketing name, for recording where a measurement was taken."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    import platform
+
+    return platform.processor() or platform.machine()

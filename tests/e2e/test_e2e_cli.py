@@ -146,3 +146,29 @@ def test_folds_train_k_models_and_predict_with_their_ensemble(tmp_path: Path,
     image = next((synthetic_folder / "images").glob("*.png"))
     code, text = run("predict", out, image, "--out", tmp_path / "pred")
     assert code == 0, text
+
+
+@pytest.mark.slow
+def test_lr_find_plots_and_suggests_a_rate(tmp_path: Path, synthetic_folder: Path) -> None:
+    out = tmp_path / "lr"
+    code, text = run("lr-find", "--data", synthetic_folder, "--size", 32, "--out", out, *TINY)
+    assert code == 0, text
+    rate = float(text.split("suggested lr:")[1].split()[0])
+    assert 1e-6 <= rate <= 1.0
+    with Image.open(out / "report" / "lr_finder.png") as plot:
+        assert plot.size[0] > 200
+
+
+@pytest.mark.slow
+def test_tensorboard_gets_scalars_and_image_grids(tmp_path: Path, synthetic_folder: Path) -> None:
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    out = tmp_path / "run"
+    code, text = run("fit", "--data", synthetic_folder, "--epochs", 2, "--size", 32,
+                     "--out", out, *TINY)
+    assert code == 0, text
+    events = EventAccumulator(str(out / "tensorboard")).Reload()
+    assert "val/mean_dice" in events.Tags()["scalars"]
+    grids = events.Images("val/input_truth_prediction")
+    assert len(grids) == 2  # one per epoch
+    assert grids[0].width == 3 * 64  # whole 48x64 val images: input | truth | prediction

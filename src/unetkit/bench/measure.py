@@ -21,6 +21,8 @@ from typing import Any
 
 import torch
 
+from unetkit.device import cpu_model  # noqa: F401  (re-exported for the bench)
+
 
 def _status_kb(key: str) -> int | None:
     try:
@@ -221,19 +223,6 @@ def cpu_flags() -> list[str]:
     except OSError:
         pass
     return []
-
-
-def cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    import platform
-
-    return platform.processor() or platform.machine()
 
 
 def load_average() -> list[float] | None:

@@ -8,6 +8,7 @@ the image is small enough and by overlapping tiles otherwise, optionally average
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -89,8 +90,11 @@ class Predictor:
             raise UnetkitError(f"{name} has {c} channels but the model expects {self.channels} "
                                f"(it was trained on {self.channels}-channel images).")
         image = match_channels(image, self.channels)
-        # stays uint8 until a tile is cut: a large image costs 1 byte per pixel and channel
-        return torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)
+        # stays uint8 until a tile is cut: a large image costs 1 byte per pixel and channel;
+        # read-only arrays are never written through, so no copy is made of them
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            return torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)
 
     def _normalize(self, batch: torch.Tensor) -> torch.Tensor:
         if batch.dtype != torch.uint8:

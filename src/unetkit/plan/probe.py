@@ -12,7 +12,6 @@ replayed from its recorded measurements on any machine.
 from __future__ import annotations
 
 import os
-import platform
 import sys
 import tempfile
 import time
@@ -101,17 +100,6 @@ class Measurements:
         return cls(**values)
 
 
-def _cpu_name() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def _memory_available_gb(device: torch.device) -> float:
     if device.type == "cuda":
         free, _ = torch.cuda.mem_get_info()
@@ -149,7 +137,7 @@ def _pretrained_available(channels: int) -> list[str]:
 
 
 def machine_info(channels: int) -> Machine:
-    from unetkit.device import cpu_has_bf16, pick_device, resolve_precision
+    from unetkit.device import cpu_has_bf16, cpu_model, pick_device, resolve_precision
 
     device = pick_device()
     try:
@@ -158,7 +146,7 @@ def machine_info(channels: int) -> Machine:
         cores = os.cpu_count() or 1
     return Machine(
         device=device.type,
-        device_name=torch.cuda.get_device_name() if device.type == "cuda" else _cpu_name(),
+        device_name=torch.cuda.get_device_name() if device.type == "cuda" else cpu_model(),
         cores=cores, threads=torch.get_num_threads(),
         memory_available_gb=_memory_available_gb(device),
         precision=resolve_precision("auto", device), bf16=cpu_has_bf16() if device.type == "cpu"

@@ -71,11 +71,16 @@ def resolve(config: FitConfig, image_sizes: list[tuple[int, int]], scale: float 
     options = dict(config.model_options)
     if config.model in ("unet",) and "norm" not in options:
         options["norm"] = "batch"
-    if config.model in ("unet", "unet-bn") and "filters" not in options:
+    if config.model in ("unet", "unet-bn", "unet-valid") and "filters" not in options:
         options["filters"] = 16 if device.type == "cpu" else 64
     if options != config.model_options:
-        d.set("model_options", options, "batch norm trains faster and steadier; "
-              f"{options.get('filters')} base filters fit a {device.type.upper()} time budget")
+        why = []
+        if "norm" in options and "norm" not in config.model_options:
+            why.append("batch norm trains faster and steadier")
+        if "filters" in options and "filters" not in config.model_options:
+            why.append(f"{options['filters']} base filters fit a {device.type.upper()} "
+                       "time budget")
+        d.set("model_options", options, "; ".join(why))
     else:
         d.values["model_options"] = options
     plain = config.model in ("unet", "unet-bn", "unet1024", "unet-valid")
