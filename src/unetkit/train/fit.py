@@ -147,9 +147,10 @@ def fit(config: FitConfig, quiet: bool = False, resume: bool = False,
     elif resume and splits_path.is_file():
         splits = load_splits(splits_path)
     else:
-        samples = [s for s in spec.samples if s.name in set(names)]
         order = {n: i for i, n in enumerate(names)}
-        strata = [foreground_strata_one(data, order[s.name]) for s in samples]
+        samples = [s for s in spec.samples if s.name in order]
+        has_foreground = foreground_strata(data.cache)
+        strata = [has_foreground[order[s.name]] for s in samples]
         splits = make_splits(samples, config.val_split, config.test_split, config.seed, strata)
         save_splits(splits, splits_path)
     index = {n: i for i, n in enumerate(names)}
@@ -290,11 +291,6 @@ def _fit_size_to_model(model: torch.nn.Module, size: list[int]) -> list[int]:
     return fitted
 
 
-def foreground_strata_one(data: PreparedData, i: int) -> int:
-    m = np.asarray(data.cache.mask(i))
-    return int(np.any((m > 0) & (m != 255)))
-
-
 def _mask_spec_dict(data: PreparedData) -> dict[str, Any]:
     m = data.mask
     return json.loads(json.dumps({"kind": m.kind, "class_names": m.class_names,
@@ -302,4 +298,4 @@ def _mask_spec_dict(data: PreparedData) -> dict[str, Any]:
                                   "value_map": m.value_map, "colors": m.colors}))
 
 
-__all__ = ["fit", "FitResult", "foreground_strata"]
+__all__ = ["fit", "FitResult"]
