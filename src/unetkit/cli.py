@@ -10,6 +10,7 @@ from typing import Annotated
 import typer
 
 from unetkit.errors import UnetkitError, UsageError
+from unetkit.fit_flags import fit_options, with_fit_options
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Train, evaluate, run and export U-Net segmentation models.",
@@ -51,165 +52,9 @@ def demo(out: Annotated[Path, typer.Option(help="Run directory to create.")] = P
     run_demo(out, epochs)
 
 
-FitData = Annotated[str, typer.Option(help="Folder of images and masks.")]
-
-
-def _fit_options(
-    data: FitData = "",
-    format: Annotated[str, typer.Option(help="Layout: auto or a name from `unetkit formats`.")
-                      ] = "auto",
-    format_option: Annotated[list[str] | None, typer.Option(
-        help="Layout option KEY=VALUE, repeatable, e.g. --format-option boundary=pet.")] = None,
-    model: Annotated[str, typer.Option(help="Model name from `unetkit models`.")] = "unet",
-    option: Annotated[list[str] | None, typer.Option(
-        help="Model option KEY=VALUE, repeatable, e.g. --option filters=16 --option depth=3."
-    )] = None,
-    encoder: Annotated[str | None, typer.Option(help="timm backbone for --model timm-unet.")
-                       ] = None,
-    encoder_weights: Annotated[str | None, typer.Option(
-        help="imagenet (from the local torch/HF cache), none, or a weights file.")] = None,
-    freeze_encoder: Annotated[bool | None, typer.Option(
-        "--freeze-encoder/--no-freeze-encoder", help="Keep a pretrained encoder fixed.")] = None,
-    unfreeze_at: Annotated[int | None, typer.Option(help="Epoch at which a frozen encoder "
-                                                    "starts training.")] = None,
-    classes: Annotated[int | None, typer.Option(help="Output channels; default from data.")
-                       ] = None,
-    in_channels: Annotated[int | None, typer.Option(help="Input channels; default from data.")
-                           ] = None,
-    size: Annotated[str | None, typer.Option(help="Training patch size: N or HxW.")] = None,
-    scale: Annotated[str, typer.Option(help="Image scale before patching: auto, a factor "
-                                       "such as 0.5, or stretch (resize every image to "
-                                       "--size).")] = "auto",
-    epochs: Annotated[int, typer.Option(help="Maximum epochs.")] = 50,
-    max_time: Annotated[str | None, typer.Option(help="Wall-clock budget, e.g. 10m; stops "
-                                                 "cleanly and keeps the best model.")] = None,
-    batch_size: Annotated[int | None, typer.Option(help="Batch size; default from size and "
-                                                   "device.")] = None,
-    loss: Annotated[str, typer.Option(help="auto, bce, ce, dice, bce-dice, ce-dice, jaccard, "
-                                      "focal, tversky, weighted-ce (U-Net border weights).")
-                    ] = "auto",
-    class_weights: Annotated[str | None, typer.Option(
-        help="Comma-separated per-class loss weights, e.g. 1,3.")] = None,
-    optimizer: Annotated[str, typer.Option(help="adam, adamw, sgd (momentum 0.99), rmsprop.")
-                         ] = "adamw",
-    lr: Annotated[str, typer.Option(help="Peak learning rate, or auto (range test first).")
-                  ] = "1e-3",
-    scheduler: Annotated[str, typer.Option(help="onecycle, cosine (warm-up), poly, none.")
-                         ] = "onecycle",
-    grad_clip: Annotated[float | None, typer.Option(help="Clip gradient norm to this.")
-                         ] = None,
-    accumulate: Annotated[int, typer.Option(help="Accumulate gradients over N batches.")] = 1,
-    val_split: Annotated[float, typer.Option(help="Fraction held out for validation.")] = 0.2,
-    test_split: Annotated[float, typer.Option(help="Fraction held out for testing.")] = 0.0,
-    folds: Annotated[int | None, typer.Option(help="Cross-validation: train K models on K "
-                                              "splits, saved as one ensemble.")] = None,
-    augment: Annotated[str, typer.Option(help="none, default or strong.")] = "default",
-    precision: Annotated[str, typer.Option(help="auto, 32, bf16-mixed or 16-mixed (CUDA).")
-                         ] = "auto",
-    devices: Annotated[int, typer.Option(help="Devices (processes) per node; >1 runs DDP.")
-                       ] = 1,
-    num_nodes: Annotated[int, typer.Option(help="Nodes for multi-node DDP (torchrun/SLURM).")
-                         ] = 1,
-    seed: Annotated[int, typer.Option(help="Random seed; runs repeat on CPU.")] = 0,
-    deterministic: Annotated[bool, typer.Option(
-        help="Bit-repeatable runs on CUDA too (slower: disables cuDNN autotuning and "
-        "non-deterministic kernels).")] = False,
-    patience: Annotated[int | None, typer.Option(help="Early-stopping patience in epochs.")
-                        ] = None,
-    monitor: Annotated[str, typer.Option(help="Metric that picks the best checkpoint.")
-                       ] = "val/mean_dice",
-    skip_bad: Annotated[bool, typer.Option(help="Leave unreadable or mismatched pairs out "
-                                           "instead of stopping.")] = False,
-    config: Annotated[Path | None, typer.Option(help="YAML config (e.g. a run's config.yaml)."
-                                                )] = None,
-    out: Annotated[Path, typer.Option(help="Run directory to write.")] = Path("runs/latest"),
-    ctx: typer.Context = None,
-):
-    """Collect the fit flags into a FitConfig (flags given explicitly override --config)."""
-    from unetkit.config import FitConfig, parse_size
-
-    base = FitConfig.load(config) if config else FitConfig()
-    given = {
-        "data": data, "format": format, "model": model, "classes": classes,
-        "in_channels": in_channels, "size": parse_size(size), "scale": scale, "epochs": epochs,
-        "max_time": max_time, "batch_size": batch_size, "loss": loss, "optimizer": optimizer,
-        "lr": _parse_lr(lr), "scheduler": scheduler, "val_split": val_split,
-        "test_split": test_split, "folds": folds, "augment": augment, "precision": precision,
-        "devices": devices, "num_nodes": num_nodes, "seed": seed, "patience": patience,
-        "monitor": monitor, "skip_bad": skip_bad, "out": str(out), "grad_clip": grad_clip,
-        "accumulate": accumulate, "deterministic": deterministic, "unfreeze_at": unfreeze_at}
-    for key, value in given.items():
-        src = ctx.get_parameter_source(key) if ctx is not None else None
-        if config is None or (src is not None and src.name != "DEFAULT"):
-            setattr(base, key, value)
-    model_options = dict(base.model_options)
-    model_options.update(_parse_options(option or []))
-    for key, value in (("encoder", encoder), ("encoder_weights", encoder_weights),
-                       ("freeze_encoder", freeze_encoder)):
-        if value is not None:
-            model_options[key] = None if value == "none" else value
-    base.model_options = model_options
-    if format_option:
-        base.format_options = {**base.format_options, **_parse_options(format_option,
-                                                                        "--format-option")}
-    if class_weights:
-        try:
-            base.loss_options = {**base.loss_options, "class_weights":
-                                 [float(v) for v in class_weights.split(",")]}
-        except ValueError as exc:
-            raise UsageError(f"--class-weights {class_weights!r} must be comma-separated "
-                             "numbers, e.g. 1,3.") from exc
-    if not base.data:
-        raise UsageError("--data is required: the folder holding the images and masks.")
-    return base
-
-
-def _parse_lr(text: str) -> float | str:
-    if text == "auto":
-        return "auto"
-    try:
-        value = float(text)
-    except ValueError as exc:
-        raise UsageError(f"--lr {text!r} must be a number such as 1e-3, or auto.") from exc
-    if value <= 0:
-        raise UsageError(f"--lr {text} must be positive.")
-    return value
-
-
-def _parse_options(items: list[str], flag: str = "--option") -> dict[str, object]:
-    import yaml
-
-    options: dict[str, object] = {}
-    for item in items:
-        if "=" not in item:
-            raise UsageError(f"{flag} {item!r} must look like KEY=VALUE, e.g. filters=16.")
-        key, value = item.split("=", 1)
-        options[key.strip().replace("-", "_")] = yaml.safe_load(value)
-    return options
-
-
-def _with_fit_options(fn):
-    """Give a command all the fit flags (shared by fit and lr-find)."""
-    import inspect
-    import typing
-
-    def resolved(f) -> list[inspect.Parameter]:
-        hints = typing.get_type_hints(f, include_extras=True)
-        return [p.replace(annotation=hints.get(p.name, p.annotation))
-                for p in inspect.signature(f).parameters.values()
-                if p.name != "options" and not (f is _fit_options and p.name == "ctx")]
-
-    own = resolved(fn)
-    first = [p for p in own if p.default is inspect.Parameter.empty]
-    rest = [p for p in own if p.default is not inspect.Parameter.empty]
-    fn.__signature__ = inspect.Signature(first + resolved(_fit_options) + rest)
-    fn.__annotations__ = {}
-    return fn
-
-
 @app.command()
 @guarded
-@_with_fit_options
+@with_fit_options
 def fit(ctx: typer.Context,
         resume: Annotated[Path | None, typer.Option(
             help="Run directory to continue from its last checkpoint.")] = None,
@@ -236,7 +81,7 @@ def fit(ctx: typer.Context,
         cfg.out = str(resume)
         run_fit(cfg, resume=True)
         return
-    config = _fit_options(**options, ctx=ctx)
+    config = fit_options(**options, ctx=ctx)
     if auto or plan is not None:
         from unetkit.train.auto import fit_planned
 
@@ -253,7 +98,7 @@ def fit(ctx: typer.Context,
 
 @app.command("lr-find")
 @guarded
-@_with_fit_options
+@with_fit_options
 def lr_find(ctx: typer.Context, **options) -> None:
     """Run the learning-rate range test; writes OUT/report/lr_finder.png, prints the rate.
 
@@ -261,7 +106,7 @@ def lr_find(ctx: typer.Context, **options) -> None:
     """
     from unetkit.train.fit import fit as run_fit
 
-    result = run_fit(_fit_options(**options, ctx=ctx), lr_find_only=True)
+    result = run_fit(fit_options(**options, ctx=ctx), lr_find_only=True)
     print(f"suggested lr: {result.metrics['suggested_lr']:.3e} "
           f"(plot: {result.run_dir / 'report' / 'lr_finder.png'})")
 
