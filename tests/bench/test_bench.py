@@ -61,7 +61,7 @@ def test_levers_report_ratio_and_check(quick_result: dict) -> None:
 
 
 def test_speed_table_mentions_every_block(quick_result: dict) -> None:
-    from unetkit.bench.speed import format_table
+    from unetkit.bench.speed_table import format_table
 
     text = format_table(quick_result)
     for word in ("classic", "mobilenet", "data pipeline", "bn_fold", "ratio"):

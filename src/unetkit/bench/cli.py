@@ -59,7 +59,8 @@ def _emit(result: dict[str, Any], as_json: bool, table: Callable[[dict[str, Any]
 
 def _speed(as_json: bool, quick: bool, batch: int, size: str, threads: int | None,
            levers: bool, compile: bool | None, rounds: int | None, out: Path) -> None:
-    from unetkit.bench.speed import SpeedOptions, format_table, run_speed
+    from unetkit.bench.speed import SpeedOptions, run_speed
+    from unetkit.bench.speed_table import format_table
 
     if batch < 1:
         raise UsageError(f"--batch {batch} must be at least 1.")
