@@ -180,3 +180,24 @@ def test_aligned_positions_cover_and_sit_on_the_grid(align: int) -> None:
                 gaps = [b - a for a, b in zip(starts, starts[1:], strict=False)]
                 assert all(0 < g <= max(tile * (1 - overlap), align) for g in gaps)
                 assert all(g <= tile for g in gaps)  # no pixel left uncovered
+
+
+def test_float16_result_matches_float32_blend() -> None:
+    """The stored dtype changes; the blend (float32, band by band) does not."""
+    image = _image(150, 90)
+    full = sliding_window(_pixelwise, image, (32, 32), overlap=0.5)
+    half = sliding_window(_pixelwise, image, (32, 32), overlap=0.5, out_dtype=torch.float16)
+    assert half.dtype == torch.float16 and half.shape == full.shape
+    torch.testing.assert_close(half.float(), full, atol=0, rtol=2e-3)
+
+
+def test_multiclass_mask_by_row_chunks(monkeypatch) -> None:
+    from unetkit.infer import predict as predict_mod
+
+    monkeypatch.setattr(predict_mod, "ROWS_PER_CHUNK", 3)
+    probs = np.random.default_rng(1).random((4, 10, 7)).astype(np.float16)
+    predictor = predict_mod.Predictor.__new__(predict_mod.Predictor)
+    predictor.binary = False
+    mask = predictor.mask_from_probabilities(probs)
+    assert mask.dtype == np.uint8
+    np.testing.assert_array_equal(mask, probs.argmax(0))

@@ -8,20 +8,7 @@ from torch.utils.data import Dataset
 from torchvision import tv_tensors
 
 from unetkit.data.cache import ArrayCache
-
-
-def match_channels(image: np.ndarray, channels: int) -> np.ndarray:
-    """Make HxWxC uint8 have `channels` channels: grey repeats, RGBA drops alpha."""
-    c = image.shape[-1]
-    if c == channels:
-        return image
-    if c == 1:
-        return np.repeat(image, channels, axis=-1)
-    if channels == 1:
-        return image[..., :3].mean(axis=-1, keepdims=True).round().astype(np.uint8)
-    if c > channels:
-        return image[..., :channels]
-    return np.concatenate([image, np.repeat(image[..., -1:], channels - c, axis=-1)], axis=-1)
+from unetkit.data.readers import match_channels
 
 
 def channel_stats(cache: ArrayCache, indices: list[int], channels: int,

@@ -113,6 +113,20 @@ def read_image(path: str | Path, page: int | None = None) -> np.ndarray:
     return to_uint8_image(read_array(path, page))
 
 
+def match_channels(image: np.ndarray, channels: int) -> np.ndarray:
+    """Make HxWxC uint8 have `channels` channels: grey repeats, RGBA drops alpha."""
+    c = image.shape[-1]
+    if c == channels:
+        return image
+    if c == 1:
+        return np.repeat(image, channels, axis=-1)
+    if channels == 1:
+        return image[..., :3].mean(axis=-1, keepdims=True).round().astype(np.uint8)
+    if c > channels:
+        return image[..., :channels]
+    return np.concatenate([image, np.repeat(image[..., -1:], channels - c, axis=-1)], axis=-1)
+
+
 def read_raw_mask(path: str | Path, page: int | None = None) -> np.ndarray:
     """Read a mask without changing its values (palette indices are kept)."""
     arr = read_array(path, page, keep_palette=True)

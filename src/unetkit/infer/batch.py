@@ -77,6 +77,14 @@ def make_postprocess(num_classes: int, keep_largest: bool = False, min_size: int
     return clean
 
 
+def to_uint16(probs: np.ndarray) -> np.ndarray:
+    """Probabilities in [0, 1] as 0..65535, a channel at a time (float16 would overflow)."""
+    out = np.empty(probs.shape, dtype=np.uint16)
+    for k in range(probs.shape[0]):
+        out[k] = np.round(probs[k].astype(np.float32) * 65535)
+    return out
+
+
 def save_labels_tiff(labels: np.ndarray, path: Path) -> None:
     import tifffile
 
@@ -123,13 +131,12 @@ def predict_files(predictor: Predictor, paths: list[Path], out: Path, threshold:
             save_png(overlay(image, mask, names), out / f"{stem}_overlay.png")
         if probabilities == "npy":
             with atomic_path(out / f"{stem}_prob.npy") as tmp, open(tmp, "wb") as f:
-                np.save(f, probs.astype(np.float16))
+                np.save(f, probs.astype(np.float16, copy=False))
         elif probabilities == "tiff":
             import tifffile
 
             with atomic_path(out / f"{stem}_prob.tif") as tmp:
-                tifffile.imwrite(tmp, np.round(probs * 65535).astype(np.uint16),
-                                 photometric="minisblack")
+                tifffile.imwrite(tmp, to_uint16(probs), photometric="minisblack")
         if instances:
             labels = label_instances(mask > 0, split_touching=split_touching)
             save_labels_tiff(labels, out / f"{stem}_instances.tif")

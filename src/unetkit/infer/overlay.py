@@ -36,17 +36,36 @@ def to_rgb(image: np.ndarray) -> np.ndarray:
 
 def overlay(image: np.ndarray, mask: np.ndarray, class_names: list[str],
             alpha: float = 0.45, legend: bool = True) -> np.ndarray:
-    """Blend class colours over the image (background untouched) and draw a legend."""
-    rgb = to_rgb(image).astype(np.float32)
-    colours = colorize(mask, len(class_names)).astype(np.float32)
-    fg = (mask > 0)[..., None]
-    out = np.where(fg, (1 - alpha) * rgb + alpha * colours, rgb).astype(np.uint8)
-    if not legend:
-        return out
-    pil = Image.fromarray(out)
-    draw = ImageDraw.Draw(pil)
+    """Blend class colours over the image (background untouched) and draw a legend.
+
+    Works in bands of rows and draws the legend on a small corner patch, so an overlay of a
+    huge image costs one uint8 copy of it, not several float32 ones.
+    """
+    out = to_rgb(image).copy()
+    lut = palette(len(class_names)).astype(np.float32)
+    for r in range(0, out.shape[0], ROWS_PER_BAND):
+        rows = out[r:r + ROWS_PER_BAND]
+        m = mask[r:r + ROWS_PER_BAND]
+        fg = m > 0
+        if fg.any():
+            blended = (1 - alpha) * rows[fg].astype(np.float32) + alpha * lut[m[fg]]
+            rows[fg] = np.round(blended).astype(np.uint8)
+    if legend:
+        _draw_legend(out, class_names)
+    return out
+
+
+ROWS_PER_BAND = 512
+
+
+def _draw_legend(rgb: np.ndarray, class_names: list[str]) -> None:
+    """A swatch and name per foreground class, drawn in place in the top-left corner."""
     font = ImageFont.load_default()
     cols = palette(len(class_names))
+    h = min(rgb.shape[0], 8 + 16 * max(len(class_names) - 1, 0))
+    w = min(rgb.shape[1], 24 + 8 * max((len(n) for n in class_names), default=0))
+    corner = Image.fromarray(np.ascontiguousarray(rgb[:h, :w]))
+    draw = ImageDraw.Draw(corner)
     y = 4
     for idx, name in enumerate(class_names):
         if idx == 0:
@@ -55,4 +74,4 @@ def overlay(image: np.ndarray, mask: np.ndarray, class_names: list[str],
         draw.text((20, y), name, fill=(255, 255, 255), font=font, stroke_width=1,
                   stroke_fill=(0, 0, 0))
         y += 16
-    return np.asarray(pil)
+    rgb[:h, :w] = np.asarray(corner)

@@ -16,12 +16,14 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from unetkit.data.dataset import match_channels
+from unetkit.data.readers import match_channels
 from unetkit.device import autocast_context, pick_device
 from unetkit.errors import UnetkitError, UsageError
 from unetkit.infer.tiling import sliding_window
 
 WHOLE_IMAGE_PIXELS = 1024 * 1024  # above this, predict by tiles to bound memory
+FLOAT32_VALUES = 8000 * 8000  # larger probability maps are stored as float16 (half the memory)
+ROWS_PER_CHUNK = 1024  # argmax by row bands: no int64 H×W temporary
 
 
 def tta_transforms(square: bool) -> list[tuple[Callable, Callable]]:
@@ -129,7 +131,11 @@ class Predictor:
         return torch.stack(outs).mean(0).cpu()
 
     def probabilities(self, image: np.ndarray, name: str = "image") -> np.ndarray:
-        """K x H x W float32 at the input's size (K = 1 foreground channel for binary models)."""
+        """K x H x W at the input's size (K = 1 foreground channel for binary models).
+
+        float32, or float16 beyond FLOAT32_VALUES values (an 8000x8000 multi-class map would
+        otherwise take 1 GB per class pair): masks and saved probabilities are the same.
+        """
         h, w = image.shape[:2]
         x = self._prepare(image, name)
         wh, ww = self._working_size(h, w)
@@ -146,18 +152,24 @@ class Predictor:
             probs = self._forward(x[None])[0]
         else:
             tile = tile or 512
+            values = self.out_channels * wh * ww
             probs = sliding_window(self._forward, x, (tile, tile), overlap=self.overlap,
                                    batch_size=self.batch_size, out_channels=self.out_channels,
-                                   margin=margin, align=self.grid)
+                                   margin=margin, align=self.grid,
+                                   out_dtype=torch.float32 if values <= FLOAT32_VALUES
+                                   else torch.float16).clamp_(0, 1)  # rounding
         if (wh, ww) != (h, w):
             probs = F.interpolate(probs[None], size=(h, w), mode="bilinear",
                                   align_corners=False)[0]
-        return probs.numpy().astype(np.float32, copy=False)
+        return probs.numpy()
 
     def mask_from_probabilities(self, probs: np.ndarray, threshold: float = 0.5) -> np.ndarray:
         if self.binary:
             return (probs[0] > threshold).astype(np.uint8)
-        return probs.argmax(0).astype(np.uint8)
+        mask = np.empty(probs.shape[1:], dtype=np.uint8)
+        for r in range(0, mask.shape[0], ROWS_PER_CHUNK):
+            mask[r:r + ROWS_PER_CHUNK] = probs[:, r:r + ROWS_PER_CHUNK].argmax(0)
+        return mask
 
     def predict(self, image: np.ndarray, threshold: float = 0.5, name: str = "image") -> np.ndarray:
         return self.mask_from_probabilities(self.probabilities(image, name), threshold)

@@ -2,8 +2,9 @@
 
 Tiles are cut with mirrored borders, run through the model a batch at a time and blended
 with a Gaussian weight (sigma = tile/8, as in nnU-Net) so tile seams, where the model sees
-the least context, count the least. Memory stays at one batch of tiles plus a K×H×W float32
-accumulator: tiles are gathered by index from the image, never stacked for the whole image.
+the least context, count the least. Memory stays at one batch of tiles, one band of rows
+being blended and the K×H×W result: tiles are gathered by index from the image, never
+stacked for the whole image, and the weight sum is separable (two 1D arrays).
 """
 
 from __future__ import annotations
@@ -60,22 +61,78 @@ def _positions(length: int, out_tile: int, overlap: float, align: int = 1) -> li
     return [round(i * units / (count - 1)) * align for i in range(count)]
 
 
+def gaussian_axis(n: int) -> torch.Tensor:
+    """A length-n float64 Gaussian with sigma = n/8, peak 1, never below 1e-4.
+
+    With sigma = n/8 a tile edge sits at exp(-8) ~ 3e-4 for any n, so the floor only guards
+    degenerate sizes; a 2D corner (the product of two axes) stays far above float32 underflow.
+    """
+    x = torch.arange(n, dtype=torch.float64) - (n - 1) / 2
+    g = torch.exp(-0.5 * (x / max(n / 8, 1e-6)) ** 2)
+    return (g / g.max()).clamp_min(1e-4)
+
+
 def gaussian_weight(size: tuple[int, int]) -> torch.Tensor:
-    """A size[0]×size[1] float32 Gaussian with sigma = size/8 per axis, peak 1, never 0."""
-    axes = []
-    for n in size:
-        x = torch.arange(n, dtype=torch.float64) - (n - 1) / 2
-        sigma = max(n / 8, 1e-6)
-        axes.append(torch.exp(-0.5 * (x / sigma) ** 2))
-    weight = axes[0][:, None] * axes[1][None, :]
-    weight = weight / weight.max()
-    return weight.clamp_min(1e-6).to(torch.float32)  # corners of big tiles would underflow
+    """A size[0]×size[1] float32 Gaussian, the outer product of two `gaussian_axis`."""
+    return (gaussian_axis(size[0])[:, None] * gaussian_axis(size[1])[None, :]).to(torch.float32)
+
+
+def _axis_weight_sum(starts: list[int], out_tile: int, length: int) -> torch.Tensor:
+    """Sum over tile starts of the 1D weight, clipped to 0..length (float64)."""
+    g = gaussian_axis(out_tile)
+    total = torch.zeros(length, dtype=torch.float64)
+    for s in starts:
+        a, b = max(s, 0), min(s + out_tile, length)
+        total[a:b] += g[a - s:b - s]
+    return total
+
+
+class _RowBand:
+    """Blends tiles into a band of `rows` rows and hands finished rows to the output.
+
+    Tiles arrive in row-major order with non-decreasing starts, so once a tile row starting
+    at y begins, no later tile touches rows above y: those rows are divided by their weight
+    sum and written out. Memory is one band (K × tile height × W float32), not K × H × W.
+    """
+
+    def __init__(self, out: torch.Tensor, rows: int, wsum_y: torch.Tensor,
+                 wsum_x: torch.Tensor) -> None:
+        self.out, self.wsum_y, self.wsum_x = out, wsum_y, wsum_x
+        k, _, w = out.shape
+        self.buf = torch.zeros((k, rows, w), dtype=torch.float32, device=out.device)
+        self.base = 0  # absolute row of buf[:, 0]
+
+    def advance(self, y: int) -> None:
+        """Finish every row above `y` and slide the band down to start there."""
+        y = min(max(y, self.base), self.out.shape[1])
+        done = y - self.base
+        if done <= 0:
+            return
+        self._write(done)
+        rows = self.buf.shape[1]
+        if done < rows:
+            self.buf[:, :rows - done] = self.buf[:, done:].clone()
+        self.buf[:, max(rows - done, 0):] = 0
+        self.base = y
+
+    def add(self, tile: torch.Tensor, y0: int, x0: int) -> None:
+        r = y0 - self.base
+        self.buf[:, r:r + tile.shape[1], x0:x0 + tile.shape[2]] += tile
+
+    def finish(self) -> None:
+        self._write(min(self.buf.shape[1], self.out.shape[1] - self.base))
+
+    def _write(self, n: int) -> None:
+        a = self.base
+        band = self.buf[:, :n] / self.wsum_y[None, a:a + n, None] / self.wsum_x[None, None, :]
+        self.out[:, a:a + n] = band.to(self.out.dtype)
 
 
 def sliding_window(predict_fn: PredictFn, image: torch.Tensor, tile: tuple[int, int],
                    overlap: float = 0.25, batch_size: int = 4, out_channels: int | None = None,
-                   margin: int = 0, align: int = 1) -> torch.Tensor:
-    """Predict a C×H×W image tile by tile and return the blended K×H×W float32 output.
+                   margin: int = 0, align: int = 1,
+                   out_dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """Predict a C×H×W image tile by tile and return the blended K×H×W output.
 
     `predict_fn` maps a B×C×th×tw batch (tile = (th, tw)) to B×K×oh×ow logits or
     probabilities (a tensor or numpy array), where oh = th - 2*margin: `margin` is for
@@ -83,8 +140,9 @@ def sliding_window(predict_fn: PredictFn, image: torch.Tensor, tile: tuple[int, 
     pixel is predicted with full context; an image smaller than the tile is one padded tile.
     Output tiles are placed with at least `overlap` (a fraction) in common and blended with a
     Gaussian weight. `align` puts tile starts on multiples of it (see _positions; pass
-    2^depth for a U-Net so tiled and whole-image predictions agree). Runs under
-    torch.no_grad on the image's device.
+    2^depth for a U-Net so tiled and whole-image predictions agree). Blending is float32;
+    `out_dtype` (e.g. float16 for huge multi-class images) is only the storage of the result.
+    Runs under torch.no_grad on the image's device.
     """
     if image.ndim != 3:
         raise UnetkitError(f"Tiled prediction needs a C×H×W image, not shape "
@@ -107,10 +165,20 @@ def sliding_window(predict_fn: PredictFn, image: torch.Tensor, tile: tuple[int, 
     weight = gaussian_weight((oh, ow)).to(device)
     ys, xs = _positions(h, oh, overlap, align), _positions(w, ow, overlap, align)
     origins = [(y, x) for y in ys for x in xs]
-    acc: torch.Tensor | None = None
+    # the weight is separable and the tiles form a grid, so the per-pixel weight sum is the
+    # outer product of two 1D sums: no H×W weight-sum image (it would double the memory)
+    wsum_y = _axis_weight_sum(ys, oh, h).to(device=device, dtype=torch.float32)
+    wsum_x = _axis_weight_sum(xs, ow, w).to(device=device, dtype=torch.float32)
+    result: torch.Tensor | None = None
+    band: _RowBand | None = None
+
+    def start(channels: int) -> _RowBand:
+        nonlocal result
+        result = torch.empty((channels, h, w), dtype=out_dtype, device=device)
+        return _RowBand(result, oh, wsum_y, wsum_x)
+
     if out_channels is not None:
-        acc = torch.zeros((out_channels, h, w), dtype=torch.float32, device=device)
-    wsum = torch.zeros((h, w), dtype=torch.float32, device=device)
+        band = start(out_channels)
 
     with torch.no_grad():
         for first in range(0, len(origins), batch_size):
@@ -126,18 +194,19 @@ def sliding_window(predict_fn: PredictFn, image: torch.Tensor, tile: tuple[int, 
                 raise UsageError(
                     f"The model returned shape {tuple(out.shape)} for {len(chunk)} tiles of "
                     f"{th}x{tw}; expected {len(chunk)}×K×{oh}×{ow}: check --tile and --margin.")
-            if acc is None:
-                acc = torch.zeros((out.shape[1], h, w), dtype=torch.float32, device=device)
-            elif out.shape[1] != acc.shape[0]:
+            if band is None:
+                band = start(out.shape[1])
+            elif out.shape[1] != band.buf.shape[0]:
                 raise UsageError(f"The model returned {out.shape[1]} channels, but "
-                                 f"{acc.shape[0]} were expected.")
+                                 f"{band.buf.shape[0]} were expected.")
             for k, (y, x) in enumerate(chunk):
                 # clip tiles that stick out of a small image (centred, negative start)
                 y0, x0 = max(y, 0), max(x, 0)
                 y1, x1 = min(y + oh, h), min(x + ow, w)
+                band.advance(y0)
                 tile_w = weight[y0 - y:y1 - y, x0 - x:x1 - x]
-                acc[:, y0:y1, x0:x1] += out[k, :, y0 - y:y1 - y, x0 - x:x1 - x] * tile_w
-                wsum[y0:y1, x0:x1] += tile_w
+                band.add(out[k, :, y0 - y:y1 - y, x0 - x:x1 - x] * tile_w, y0, x0)
             del out, batch
-    assert acc is not None  # at least one tile always runs
-    return acc.div_(wsum)
+    assert band is not None and result is not None  # at least one tile always runs
+    band.finish()
+    return result
