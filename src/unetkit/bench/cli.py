@@ -134,16 +134,42 @@ def make_bench_app(guarded: Callable) -> typer.Typer:
                                                     "5m.")] = "5m",
                 data: Annotated[str | None, typer.Option(help="Data folder (default: "
                                                          "../shared/data/membrane).")] = None,
-                as_json: JsonOpt = False, out: OutOpt = Path("runs/bench")) -> None:
+                as_json: JsonOpt = False, out: OutOpt = Path("runs/bench"),
+                auto: Annotated[bool, typer.Option(help="Train with `fit --auto --budget` "
+                                                   "(planning included) instead of the "
+                                                   "defaults.")] = False,
+                compare: Annotated[bool, typer.Option(help="Train the defaults and --auto "
+                                                      "side by side (half the cores each, "
+                                                      "same validation images) and compare "
+                                                      "them.")] = False,
+                format_option: Annotated[list[str] | None, typer.Option(
+                    help="Layout option KEY=VALUE for the data, repeatable.")] = None) -> None:
         """Validation Dice against wall time for the default `fit` within a budget.
 
-        Writes bench_quality.png, bench_quality.json and the run's metrics.csv to --out.
+        Writes bench_quality.png, bench_quality.json and the run's metrics.csv to --out;
+        with --compare, bench_compare.json and both run directories.
 
         Example: unetkit bench quality --budget 5m --data data/membrane --json
+
+        Auto against defaults: unetkit bench quality --compare --budget 5m --data data/membrane
         """
+        extra = [a for o in (format_option or []) for a in ("--format-option", o)]
+        if compare:
+            from unetkit.bench.compare import format_compare, run_compare
+            from unetkit.bench.quality import default_data
+
+            data = data or (str(default_data()) if default_data() else None)
+            if data is None:
+                raise UsageError("--compare needs --data PATH (../shared/data/membrane is not "
+                                 "on this machine).")
+            result = run_compare(data, budget, out / "compare", extra=extra)
+            _emit(result, as_json, format_compare, out, "bench_compare.json")
+            return
         from unetkit.bench.quality import format_quality, run_quality
 
-        result = run_quality(budget=budget, data=data, out=out, quiet=as_json)
+        options = dict(o.split("=", 1) for o in (format_option or []) if "=" in o)
+        result = run_quality(budget=budget, data=data, out=out, quiet=as_json, auto=auto,
+                             format_options=options)
         _emit(result, as_json, format_quality, out, "bench_quality.json")
 
     return bench

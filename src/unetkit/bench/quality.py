@@ -85,8 +85,10 @@ def plot_curve(points: list[dict[str, float]], path: Path, title: str) -> None:
 
 def run_quality(budget: str = "5m", data: str | Path | None = None,
                 out: str | Path = "runs/bench", quiet: bool = False,
-                keep_run: bool = False) -> dict[str, Any]:
-    """Train the default configuration within `budget`; return the Dice-vs-time summary."""
+                keep_run: bool = False, auto: bool = False,
+                format_options: dict[str, str] | None = None) -> dict[str, Any]:
+    """Train the default configuration (or `fit --auto`'s plan) within `budget`; return the
+    Dice-vs-time summary."""
     import torch
 
     from unetkit.config import FitConfig, parse_duration
@@ -110,13 +112,19 @@ def run_quality(budget: str = "5m", data: str | Path | None = None,
     try:
         # fit's progress bar writes to stdout; keep stdout for the JSON
         with contextlib.redirect_stdout(sys.stderr):
-            run = fit(FitConfig(data=str(data), max_time=budget, out=str(tmp / "run")),
-                      quiet=quiet)
+            config = FitConfig(data=str(data), max_time=budget, out=str(tmp / "run"),
+                               format_options=dict(format_options or {}))
+            if auto:
+                from unetkit.train.auto import fit_planned
+
+                run = fit_planned(config, budget, None, keep=set(), quiet=quiet)
+            else:
+                run = fit(config, quiet=quiet)
         wall = time.perf_counter() - start
         column, points = read_curve(run.run_dir / "metrics.csv")
         out.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(run.run_dir / "metrics.csv", out / "bench_quality_metrics.csv")
-        config = (run.run_dir / "config.yaml").read_text()
+        config_text = (run.run_dir / "config.yaml").read_text()
         if keep_run:
             shutil.copytree(run.run_dir, out / "bench_quality_run", dirs_exist_ok=True)
     finally:
@@ -124,11 +132,13 @@ def run_quality(budget: str = "5m", data: str | Path | None = None,
     summary = summarize(column, points)
     plot = out / PLOT_NAME
     if points:
-        plot_curve(points, plot, f"unetkit fit defaults on {data.name}, budget {budget}")
+        how = "fit --auto" if auto else "unetkit fit defaults"
+        plot_curve(points, plot, f"{how} on {data.name}, budget {budget}")
     import yaml
 
-    resolved = yaml.safe_load(config) or {}
+    resolved = yaml.safe_load(config_text) or {}
     return {"data": str(data), "budget": budget, "budget_s": seconds, "wall_s": round(wall, 1),
+            "config": "auto" if auto else "defaults",
             **summary, "plot": str(plot) if points else None,
             "final_metrics": run.metrics,
             "settings": {k: resolved.get(k) for k in ("model", "model_options", "size",
