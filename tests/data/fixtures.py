@@ -249,6 +249,21 @@ def make_folder(root: str | Path, size: tuple[int, int] = SIZE, count: int = 6,
     return root
 
 
+def make_single(root: str | Path, size: tuple[int, int] = (72, 96)) -> Path:
+    """One 16-bit image (image.tif) and its instance labels (labels.tif), as in nuclei/."""
+    import tifffile
+
+    root = Path(root)
+    root.mkdir(parents=True, exist_ok=True)
+    labels = np.zeros(size, dtype=np.uint16)
+    for k, (y, x) in enumerate([(10, 10), (10, 60), (40, 30), (50, 75), (60, 10)], start=1):
+        labels[y:y + 9, x:x + 12] = k
+    image = (labels > 0) * 1000 + _rng("single").integers(0, 200, size)
+    tifffile.imwrite(root / "image.tif", image.astype(np.uint16))
+    tifffile.imwrite(root / "labels.tif", labels)
+    return root
+
+
 BUILDERS = {
     "carvana": make_carvana,
     "oxford-pet": make_oxford_pet,

@@ -58,7 +58,8 @@ def assert_grouped(samples, splits):
 def test_registry_order_and_descriptions():
     names = list(FORMATS)
     assert names[-1] == "folder"
-    assert set(names) == {"carvana", "oxford-pet", "lgg-mri", "isbi", "camvid", "folder"}
+    assert set(names) == {"carvana", "oxford-pet", "lgg-mri", "isbi", "camvid", "single",
+                          "folder"}
     for module in FORMATS.values():
         assert module.DESCRIPTION and callable(module.detect) and callable(module.load)
 

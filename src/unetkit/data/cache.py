@@ -63,7 +63,8 @@ def cache_key(samples: list[Sample], spec: MaskSpec, settings: dict) -> str:
                         sort_keys=True, default=str).encode())
     memo: dict[Path, bytes] = {}
     for s in samples:
-        h.update(f"{s.name}|{s.image_page}|{s.mask_page}|{s.mask_rle is not None}".encode())
+        h.update(f"{s.name}|{s.image_page}|{s.mask_page}|{s.mask_rle is not None}|"
+                 f"{s.region}".encode())
         _file_digest(s.image, h, memo)
         _file_digest(s.mask, h, memo)
         if s.mask_rle:

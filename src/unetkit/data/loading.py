@@ -22,6 +22,18 @@ def mask_label(sample: Sample) -> str:
     return str(sample.mask)
 
 
+def read_sample_image(sample: Sample) -> np.ndarray:
+    """The sample's image as HxWxC uint8 (its region only, for crops of one large image)."""
+    return sample.crop(read_image(sample.image, sample.image_page))
+
+
+def read_sample_raw_mask(sample: Sample) -> np.ndarray:
+    """The sample's mask file, values unchanged (its region only)."""
+    if sample.mask is None:
+        raise UnetkitError(f"{sample.image} has no mask file.")
+    return sample.crop(read_raw_mask(sample.mask, sample.mask_page))
+
+
 def read_mask(sample: Sample, spec: MaskSpec, shape: tuple[int, int] | None = None
               ) -> np.ndarray:
     """The class-index mask of a sample (ignore index mapped to the internal IGNORE).
@@ -32,14 +44,14 @@ def read_mask(sample: Sample, spec: MaskSpec, shape: tuple[int, int] | None = No
     if sample.mask_rle is not None:
         from unetkit.infer.rle import rle_decode
 
-        h, w = shape or read_image(sample.image, sample.image_page).shape[:2]
+        h, w = shape or read_sample_image(sample).shape[:2]
         raw = rle_decode(sample.mask_rle, (h, w),
                          name=f"The run-length mask of {sample.image.name}")
     elif sample.mask is None:
         raise UnetkitError(f"{sample.image} has no mask (no mask file or run-length entry "
                            f"matches its name).")
     else:
-        raw = read_raw_mask(sample.mask, sample.mask_page)
+        raw = read_sample_raw_mask(sample)
     index = to_class_index(raw, spec, mask_label(sample))
     if spec.ignore_index is not None and spec.ignore_index != IGNORE:
         index = np.where(index == spec.ignore_index, IGNORE, index).astype(np.uint8)
@@ -70,7 +82,7 @@ def scaled_size(shape: tuple[int, ...], scale: float | str) -> tuple[int, int]:
 
 def load_pair(sample: Sample, spec: MaskSpec, scale: float | str = 1.0
               ) -> tuple[np.ndarray, np.ndarray]:
-    image = read_image(sample.image, sample.image_page)
+    image = read_sample_image(sample)
     mask = read_mask(sample, spec, image.shape[:2])
     if image.shape[:2] != mask.shape[:2]:
         raise UnetkitError(f"{mask_label(sample)} is {mask.shape[1]}x{mask.shape[0]} "

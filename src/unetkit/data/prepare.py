@@ -9,8 +9,8 @@ import numpy as np
 
 from unetkit.data.cache import ArrayCache, BadSample, build_cache
 from unetkit.data.formats import DatasetSpec, MaskSpec, open_dataset
+from unetkit.data.loading import read_sample_raw_mask
 from unetkit.data.masks import infer_mask_spec
-from unetkit.data.readers import read_raw_mask
 from unetkit.errors import UnetkitError
 
 MASK_SAMPLE = 16
@@ -40,7 +40,7 @@ def resolve_mask_spec(spec: DatasetSpec) -> MaskSpec:
     raws, names = [], []
     for s in with_masks[::step][:MASK_SAMPLE]:
         try:
-            raws.append(read_raw_mask(s.mask, s.mask_page))
+            raws.append(read_sample_raw_mask(s))
             names.append(str(s.mask))
         except UnetkitError:
             continue  # reported by the validation pass with its file name
@@ -94,6 +94,10 @@ def peek_sizes(spec: DatasetSpec, limit: int = 32) -> list[tuple[int, int]]:
     step = max(1, len(samples) // limit)
     sizes = []
     for s in samples[::step][:limit]:
+        if s.region is not None:
+            top, left, bottom, right = s.region
+            sizes.append((bottom - top, right - left))
+            continue
         try:
             if s.image.suffix.lower() in (".tif", ".tiff"):
                 import tifffile

@@ -39,9 +39,8 @@ import numpy as np
 from scipy import ndimage
 
 from unetkit.data.formats import MaskSpec, Sample, open_dataset
-from unetkit.data.loading import mask_label, read_mask
+from unetkit.data.loading import mask_label, read_mask, read_sample_image, read_sample_raw_mask
 from unetkit.data.masks import to_class_index
-from unetkit.data.readers import read_image, read_raw_mask
 from unetkit.data.transforms import IGNORE
 from unetkit.errors import UnetkitError, UsageError
 from unetkit.infer.instance_metrics import _ratio, match_instances
@@ -110,7 +109,7 @@ def load_truth(sample: Sample, spec: MaskSpec, shape: tuple[int, int]
     """
     if sample.mask is None or sample.mask_rle is not None:
         return read_mask(sample, spec, shape), None
-    raw = read_raw_mask(sample.mask, sample.mask_page)
+    raw = read_sample_raw_mask(sample)
     if spec.kind == "binary" and _is_label_image(raw):
         spec = MaskSpec(kind="instance")
     truth = to_class_index(raw, spec, mask_label(sample))
@@ -138,7 +137,7 @@ def evaluate_samples(predictor: Predictor, samples: list[Sample], spec: MaskSpec
     counts = {"tp": 0, "fp": 0, "fn": 0}
     rows = []
     for s in progress(samples, total=len(samples), desc="Evaluating", disable=quiet):
-        image = read_image(s.image, s.image_page)
+        image = read_sample_image(s)
         truth, raw = load_truth(s, spec, image.shape[:2])
         if truth.shape != image.shape[:2]:
             raise UnetkitError(f"{s.mask} does not match the size of {s.image} (mask size "

@@ -7,9 +7,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from unetkit.data.loading import read_mask
+from unetkit.data.loading import read_mask, read_sample_image
 from unetkit.data.prepare import PreparedData
-from unetkit.data.readers import read_image
 from unetkit.infer.evaluate import evaluate_samples, write_per_image
 from unetkit.infer.predict import Predictor
 from unetkit.io_utils import atomic_write_text
@@ -41,7 +40,7 @@ def write_report(out: Path, data: PreparedData, splits: dict[str, list[str]],
     chosen = ranked[-half:][::-1] + ranked[:half] if len(ranked) > SHOWN else ranked[::-1]
     items = []
     for row, s in chosen:
-        image = read_image(s.image, s.image_page)
+        image = read_sample_image(s)
         items.append((s.name, image, read_mask(s, data.mask), predictor.predict(image),
                       row["dice"]))
     plot_predictions(items, model.unetkit_meta["class_names"], report / "predictions.png")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from types import ModuleType
 
-from unetkit.data.formats import camvid, carvana, folder, isbi, lgg_mri, oxford_pet
+from unetkit.data.formats import camvid, carvana, folder, isbi, lgg_mri, oxford_pet, single
 from unetkit.data.formats.base import DatasetSpec, MaskSpec, Sample
 from unetkit.errors import UnetkitError, UsageError
 
@@ -15,7 +15,7 @@ __all__ = ["DatasetSpec", "MaskSpec", "Sample", "FORMATS", "open_dataset"]
 # isbi's PNG variant uses generic folder names (image(s)/ + label(s)/), so it comes after the
 # layouts with distinctive names, and only claims binary labels with greyscale images.
 FORMATS: dict[str, ModuleType] = {
-    m.NAME: m for m in (carvana, oxford_pet, camvid, lgg_mri, isbi, folder)
+    m.NAME: m for m in (carvana, oxford_pet, camvid, lgg_mri, isbi, single, folder)
 }
 
 

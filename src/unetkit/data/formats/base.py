@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
+
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".gif", ".tif", ".tiff", ".bmp")
 
 
@@ -20,6 +22,14 @@ class Sample:
     mask_rle: str | None = None  # run-length encoded mask (Carvana train_masks.csv)
     group: str | None = None  # samples sharing a group never straddle splits (patients)
     split: str | None = None  # official split: train | val | test
+    region: tuple[int, int, int, int] | None = None  # (top, left, bottom, right) crop of both
+
+    def crop(self, array: np.ndarray) -> np.ndarray:
+        """The sample's region of a decoded image or mask (all of it without a region)."""
+        if self.region is None:
+            return array
+        top, left, bottom, right = self.region
+        return np.ascontiguousarray(array[top:bottom, left:right])
 
 
 @dataclass
