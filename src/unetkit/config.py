@@ -106,8 +106,8 @@ def parse_size(text: str | int | list[int] | None) -> list[int] | None:
     return [h, w]
 
 
-def parse_duration(text: str | None) -> float | None:
-    """'90s', '10m', '1h30m', '1.5h' or plain seconds -> seconds."""
+def parse_duration(text: str | None, flag: str = "--max-time") -> float | None:
+    """'90s', '10m', '1h30m', '1.5h' or plain seconds -> seconds; errors name `flag`."""
     if text is None or text == "":
         return None
     s = str(text).strip().lower()
@@ -115,6 +115,6 @@ def parse_duration(text: str | None) -> float | None:
         return float(s)
     parts = re.findall(r"(\d+(?:\.\d+)?)\s*([hms])", s)
     if not parts or "".join(a + b for a, b in parts) != s.replace(" ", ""):
-        raise UsageError(f"--max-time {text!r} is not a duration; use e.g. 90s, 10m or 1h30m.")
+        raise UsageError(f"{flag} {text!r} is not a duration; use e.g. 90s, 10m or 1h30m.")
     scale = {"h": 3600.0, "m": 60.0, "s": 1.0}
     return sum(float(a) * scale[b] for a, b in parts)

@@ -60,7 +60,7 @@ def run_compare(data: str | Path, budget: str, out: str | Path, threads: int | N
     """Train defaults and --auto side by side within `budget`; return both scores."""
     from unetkit.config import parse_duration
 
-    budget_s = parse_duration(budget)
+    budget_s = parse_duration(budget, "--budget")
     if not budget_s or budget_s <= 0:
         raise UsageError(f"--budget {budget!r} must be a positive duration such as 5m.")
     if not Path(data).exists():

@@ -94,7 +94,7 @@ def run_quality(budget: str = "5m", data: str | Path | None = None,
     from unetkit.config import FitConfig, parse_duration
     from unetkit.train.fit import fit
 
-    seconds = parse_duration(budget)
+    seconds = parse_duration(budget, "--budget")
     if not seconds or seconds <= 0:
         raise UsageError(f"--budget {budget!r} must be a positive duration such as 5m.")
     if data is None:

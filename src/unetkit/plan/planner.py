@@ -119,8 +119,9 @@ def data_decisions(fp: Fingerprint, device: str) -> dict[str, Decision]:
     if n == 1:
         d["val_split"] = Decision(0.0, "only one image, so nothing can be held out: validation "
                                   "scores come from the training image and are optimistic "
-                                  "(cut it into crops with unetkit.plan.tiles.tile_pair for a "
-                                  "held-out crop)")
+                                  "(a folder holding just the image and its labels file is "
+                                  "read as a grid of crops by the single format, which "
+                                  "leaves crops to hold out)")
         n_val, n_train = 0, 1
     elif n <= VAL_CAP * 5:
         n_val = max(1, round(0.2 * n))
@@ -337,7 +338,7 @@ def decide(fp: Fingerprint, m: Measurements, budget_s: float | str, data: str | 
 
     `fixed` pins decisions the user made ("loss", "augment"); the rest adapt to them.
     """
-    budget = float(parse_duration(budget_s) if isinstance(budget_s, str) else budget_s)
+    budget = float(parse_duration(budget_s, "--budget") if isinstance(budget_s, str) else budget_s)
     fixed = dict(fixed or {})
     unknown = sorted(set(fixed) - {"loss", "augment"})
     if unknown:
@@ -456,7 +457,7 @@ def make_plan(data: str | Path, budget_s: float | str, format: str = "auto",
     `fixed` pins user-made decisions ({"loss": ..., "augment": ...}); see `decide`."""
     from unetkit.data.prepare import prepare
 
-    budget = parse_duration(budget_s) if isinstance(budget_s, str) else float(budget_s)
+    budget = parse_duration(budget_s, "--budget") if isinstance(budget_s, str) else float(budget_s)
     if budget is None or budget <= 0:
         raise UsageError(f"--budget {budget_s!r} must be a positive duration such as 10m.")
     start = time.perf_counter()

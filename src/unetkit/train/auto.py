@@ -31,7 +31,7 @@ def fit_planned(config: FitConfig, budget: str | None, plan_path: Path | None,
     if plan_path is not None and not budget:
         plan = load_plan(plan_path)
     else:
-        budget_s = parse_duration(budget or config.max_time)
+        budget_s = parse_duration(budget or config.max_time, "--budget" if budget else "--max-time")
         if not budget_s:
             raise UsageError("--auto needs --budget, e.g. --budget 10m (planning included).")
         # with --plan and a new budget: refit the schedule from the recorded speeds
