@@ -154,3 +154,20 @@ def test_fixed_loss_weight_maps_are_budgeted(tmp_path):
     assert pinned.estimates["epoch_s"] > same_aug.estimates["epoch_s"]
     with pytest.raises(UsageError):
         decide(fp, m, 600, fixed={"model": "unet"})
+
+
+def test_short_budget_trades_batch_size_for_steps(tmp_path):
+    from unetkit.plan.planner import MIN_BATCH, data_decisions
+
+    fp = _fp(write_pairs(tmp_path / "many", disc_masks(count=40)))
+    data_batch = data_decisions(fp, "cpu")["batch_size"].value
+    assert data_batch > MIN_BATCH
+    m = fake_measurements(step_s=0.05, eval_s=0.01)
+    plan = decide(fp, m, 120)
+    batch = plan.value("batch_size")
+    assert MIN_BATCH <= batch < data_batch  # too short for the target: the batch shrinks
+    reason = plan.decisions["batch_size"].reason
+    steps_before = int(reason.split("only ")[1].split()[0])
+    assert steps_before < TARGET_STEPS and plan.estimates["steps"] > steps_before
+    # a budget long enough for the target keeps the batch the data asked for
+    assert decide(fp, m, 3600).value("batch_size") == data_batch

@@ -17,7 +17,8 @@ The rules, in order:
    An epoch costs its training steps (measured step time + measured data-pipeline time per
    image) plus full-size validation (measured forward time) plus checkpoint saves.
 4. Model: the widest candidate that still gets TARGET_STEPS optimiser steps in the training
-   time; else the fastest. Fewer than MIN_STEPS steps with the fastest -> the budget is too
+   time; else the fastest, with the batch cut (down to MIN_BATCH) so it gets closer to
+   TARGET_STEPS steps. Fewer than MIN_STEPS steps with the fastest -> the budget is too
    small (UsageError naming the budget that would do).
 5. Augmentation strong for small data sets (<= 100 training images) when the schedule makes
    enough passes over the data to benefit; loss bce-dice / ce-dice (Dice for the overlap
@@ -48,6 +49,7 @@ from unetkit.plan.record import Decision, Plan, _fmt_s, load_plan
 
 TARGET_STEPS = 300  # optimiser steps a from-scratch U-Net wants before widening pays off
 MIN_STEPS = 40  # fewer than this trains nothing useful
+MIN_BATCH = 4  # smallest batch the planner trades for more steps (batch-norm statistics)
 MAX_SIDE = 1024  # blob data sets with larger images are shrunk to this longest side
 CPU_PATCH, GPU_PATCH = 256, 512
 CPU_PIXELS, GPU_PIXELS = 4 * 256 * 256, 16 * 256 * 256  # patch pixels per step
@@ -366,6 +368,15 @@ def decide(fp: Fingerprint, m: Measurements, budget_s: float | str, data: str | 
     elif augment == "default":
         aug_reason = (f"default (flips, mild affine, colour jitter): {n_train} training images "
                       "already vary enough")
+
+    if sched["steps"] < TARGET_STEPS and dd["batch_size"].value > MIN_BATCH:
+        old_batch, old_steps = dd["batch_size"].value, sched["steps"]
+        batch = max(MIN_BATCH, int(old_batch * old_steps / TARGET_STEPS))
+        dd["batch_size"] = Decision(batch, (
+            f"{old_batch} would leave only {old_steps} optimiser steps in the budget; a short "
+            f"budget needs updates more than large batches, so {batch} (at least {MIN_BATCH} "
+            "for batch norm)"))
+        speed, sched, model_reason = _choose_model(fp, m, budget, augment, dd, weight_maps)
 
     d: dict[str, Decision] = {}
     d["model"] = Decision(speed.model, model_reason)
