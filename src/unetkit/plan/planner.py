@@ -13,7 +13,7 @@ The rules, in order:
 2. Candidates: batch-norm U-Nets of increasing width (8/16/32 filters on CPU, 16/32/64 on GPU),
    plus pretrained-encoder U-Nets only when their ImageNet weights are on disk and the images are
    RGB without thin structures; each is probed (timed) cheapest first.
-3. Budget: training time = budget - planning - fit start-up - final evaluation - 5 % margin.
+3. Budget (budget.py): training time = budget - planning - start-up - final evaluation - margin.
    An epoch costs its training steps (measured step time + measured data-pipeline time per
    image) plus full-size validation (measured forward time) plus checkpoint saves.
 4. Model: the widest candidate that still gets TARGET_STEPS optimiser steps in the training
@@ -43,12 +43,12 @@ from typing import Any
 
 from unetkit.config import parse_duration
 from unetkit.errors import UsageError
+from unetkit.plan.budget import MIN_STEPS, memory_ok, needed_budget, nice_duration, schedule
 from unetkit.plan.fingerprint import Fingerprint, compute_fingerprint
 from unetkit.plan.probe import Candidate, Machine, Measurements, machine_info, probe_hardware
 from unetkit.plan.record import Decision, Plan, _fmt_s, load_plan
 
 TARGET_STEPS = 300  # optimiser steps a from-scratch U-Net wants before widening pays off
-MIN_STEPS = 40  # fewer than this trains nothing useful
 MIN_BATCH = 4  # smallest batch the planner trades for more steps (batch-norm statistics)
 MAX_SIDE = 1024  # blob data sets with larger images are shrunk to this longest side
 CPU_PATCH, GPU_PATCH = 256, 512
@@ -62,12 +62,7 @@ WEIGHT_MAPS_FOR_SEPARATED = False
 STRONG_MIN_EPOCHS = 15  # strong augmentation only pays off over enough epochs
 RARE = 0.10  # a class below this pixel share counts as rare
 VAL_CAP = 50  # validation images per epoch at most (large data sets)
-FIT_STARTUP_S = {"cpu": 5.0, "cuda": 15.0}  # imports, Trainer, loaders, first batch
-REPORT_FIXED_S = 3.0  # curves, prediction figure, artifact loading
-EPOCH_FIXED_S = 0.4  # per epoch: metrics csv, image grid, progress bar, loop
-MARGIN = 0.05  # of the budget, kept free
 WIDTH_COST = 2.8  # step time ratio per doubling of width (for deciding what to probe)
-MEMORY_BYTES_PER_FILTER_PIXEL = 240  # training activations + gradients, fp32, depth-4 U-Net
 
 
 # ---------------------------------------------------------------------------------- data ---
@@ -172,97 +167,25 @@ def candidates(fp: Fingerprint, machine: Machine, depth: int) -> list[Candidate]
     return out
 
 
-# -------------------------------------------------------------------------------- budget ---
-
-def _epoch(speed: Any, m: Measurements, augment: str, dd: dict[str, Decision],
-           weight_maps: bool = False) -> dict[str, float]:
-    """Seconds per epoch and optimiser steps per epoch for one measured candidate, the way
-    `fit` runs an epoch: `_samples` patches (drop_last), then full-size validation."""
-    n_val, batch, size = dd["_n_val"].value, dd["batch_size"].value, dd["size"].value
-    samples = dd["_samples"].value
-    step_s = speed.step_s
-    if list(speed.size) != list(size) or speed.batch != batch:  # measured elsewhere: rescale
-        step_s *= (size[0] * size[1] * batch) / (speed.size[0] * speed.size[1] * speed.batch)
-    loader = m.loader_s_per_image.get(augment, 0.0)
-    if weight_maps:
-        loader += m.loader_s_per_image.get("weight_maps", 0.0)
-    if m.machine.device == "cuda":  # loader workers overlap data and compute
-        loader /= max(1, min(8, m.machine.cores - 1))
-    steps = samples // batch if samples > batch else 1
-    train_s = steps * (step_s + batch * loader)
-    val_s = max(n_val, 1) * speed.eval_s_per_image * 1.2
-    epoch_s = train_s + val_s + 2.5 * speed.checkpoint_s + EPOCH_FIXED_S
-    return {"epoch_s": epoch_s, "steps_per_epoch": steps,
-            "images_per_s": steps * batch / train_s}
-
-
-def _fixed_costs(m: Measurements, speed: Any, n_val: int, budget_s: float) -> dict[str, float]:
-    shown = min(4, max(n_val, 1))
-    return {"planning_s": m.prepare_s + m.probe_s,
-            "startup_s": FIT_STARTUP_S.get(m.machine.device, 10.0),
-            "report_s": REPORT_FIXED_S + (max(n_val, 1) + shown) * speed.eval_s_per_image * 1.3,
-            "margin_s": MARGIN * budget_s}
-
-
-def _schedule(speed: Any, m: Measurements, budget_s: float, augment: str,
-              dd: dict[str, Decision], weight_maps: bool = False) -> dict[str, Any]:
-    n_val = dd["_n_val"].value
-    fixed = _fixed_costs(m, speed, n_val, budget_s)
-    ep = _epoch(speed, m, augment, dd, weight_maps)
-    train_s = budget_s - sum(fixed.values())
-    epochs = max(0, int(train_s // ep["epoch_s"]))
-    return {**{k: round(v, 1) for k, v in fixed.items()}, "train_time_s": round(train_s, 1),
-            "epoch_s": round(ep["epoch_s"], 2), "steps_per_epoch": ep["steps_per_epoch"],
-            "epochs": epochs, "steps": epochs * ep["steps_per_epoch"],
-            "train_images_per_s": round(ep["images_per_s"], 3), "val_images": n_val,
-            "augment": augment, "model": speed.key}
-
-
-def _needed_budget(speed: Any, m: Measurements, augment: str, dd: dict[str, Decision],
-                   weight_maps: bool = False) -> float:
-    ep = _epoch(speed, m, augment, dd, weight_maps)
-    epochs = math.ceil(MIN_STEPS / ep["steps_per_epoch"])
-    fixed = _fixed_costs(m, speed, dd["_n_val"].value, 0.0)
-    return (sum(fixed.values()) + epochs * ep["epoch_s"]) / (1 - MARGIN)
-
-
-def _nice(seconds: float) -> str:
-    """Round a needed budget up to a duration people type: 90s, 2m, 5m, 12m, 1h30m."""
-    if seconds <= 60:
-        return f"{int(math.ceil(seconds / 10) * 10)}s"
-    minutes = math.ceil(seconds / 60)
-    if minutes <= 10:
-        return f"{minutes}m"
-    minutes = int(math.ceil(minutes / 5) * 5)
-    return f"{minutes}m" if minutes < 60 else f"{minutes // 60}h{minutes % 60:02d}m".replace(
-        "h00m", "h")
-
-
-def _memory_ok(speed: Any, m: Measurements, batch: int, size: list[int]) -> bool:
-    filters = speed.options.get("filters", 32)
-    need = batch * size[0] * size[1] * filters * MEMORY_BYTES_PER_FILTER_PIXEL
-    return need <= 0.6 * m.machine.memory_available_gb * 2**30 or m.machine.memory_available_gb == 0
-
-
 # ------------------------------------------------------------------------------ decisions ---
 
 def _choose_model(fp: Fingerprint, m: Measurements, budget_s: float, augment: str,
                   dd: dict[str, Decision], weight_maps: bool = False
                   ) -> tuple[Any, dict[str, Any], str]:
     batch, size = dd["batch_size"].value, dd["size"].value
-    measured = [s for s in m.speeds if _memory_ok(s, m, batch, size)] or m.speeds[:1]
-    sched = {s.key: _schedule(s, m, budget_s, augment, dd, weight_maps) for s in measured}
+    measured = [s for s in m.speeds if memory_ok(s, m, batch, size)] or m.speeds[:1]
+    sched = {s.key: schedule(s, m, budget_s, augment, dd, weight_maps) for s in measured}
     unets = [s for s in measured if s.model == "unet"]
     pretrained = [s for s in measured if s.model != "unet"]
     fastest = max(measured, key=lambda s: sched[s.key]["steps"])
     if sched[fastest.key]["steps"] < MIN_STEPS:
-        need = _needed_budget(fastest, m, augment, dd, weight_maps)
+        need = needed_budget(fastest, m, augment, dd, weight_maps)
         raise UsageError(
             f"A {_fmt_s(budget_s)} budget is too small to train anything useful on "
             f"{Path(fp.data).name} here: even the fastest model ({fastest.key}, "
             f"{fastest.train_images_per_s:.2f} images/s) needs about {_fmt_s(need)} for "
             f"planning, start-up, {MIN_STEPS} training steps and the final evaluation, so use "
-            f"--budget {_nice(need)} or more.")
+            f"--budget {nice_duration(need)} or more.")
     good_pre = [s for s in pretrained if sched[s.key]["steps"] >= TARGET_STEPS // 2]
     if good_pre:
         best = good_pre[0]
@@ -483,8 +406,8 @@ def make_plan(data: str | Path, budget_s: float | str, format: str = "auto",
         if budget < prepare_s + 10:
             raise UsageError(f"A {_fmt_s(budget)} budget is too small to train anything useful "
                              f"on {Path(str(data)).name}: reading the data alone took "
-                             f"{prepare_s:.0f}s, so use --budget {_nice(prepare_s * 4 + 60)} "
-                             "or more.")
+                             f"{prepare_s:.0f}s, so use --budget "
+                             f"{nice_duration(prepare_s * 4 + 60)} or more.")
         machine = machine_info(fp.channels)
         dd = data_decisions(fp, machine.device)
         cands = candidates(fp, machine, dd["depth"].value)
@@ -505,7 +428,7 @@ def make_plan(data: str | Path, budget_s: float | str, format: str = "auto",
                 return False
             so_far.prepare_s = prepare_s
             so_far.probe_s = time.perf_counter() - start - prepare_s + 4 * guess.step_s
-            sched = _schedule(guess, so_far, budget, augment, dd)
+            sched = schedule(guess, so_far, budget, augment, dd)
             return sched["steps"] >= (TARGET_STEPS if cand.model == "unet"
                                       else TARGET_STEPS // 2)
 
