@@ -30,7 +30,7 @@ class FitConfig:
     in_channels: int | None = None  # from the data unless set
     size: list[int] | None = None  # [H, W] patch fed to the network; None = from the data
     scale: Any = "auto"  # factor applied to images first; auto = 1, or shrink sides > 1024
-    epochs: int = 50
+    epochs: int | None = None  # None = 50, or no limit when max_time is set
     max_time: str | None = None  # e.g. "10m"
     batch_size: int | None = None  # None = chosen from size and device
     loss: str = "auto"  # auto = bce-dice (binary) / ce-dice (multi-class)

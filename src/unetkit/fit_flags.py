@@ -42,7 +42,9 @@ def fit_options(
     scale: Annotated[str, typer.Option(help="Image scale before patching: auto, a factor "
                                        "such as 0.5, or stretch (resize every image to "
                                        "--size).")] = "auto",
-    epochs: Annotated[int, typer.Option(help="Maximum epochs.")] = 50,
+    epochs: Annotated[int | None, typer.Option(
+        help="Maximum epochs [default: 50, or no limit with --max-time: the time ends "
+             "training].")] = None,
     max_time: Annotated[str | None, typer.Option(help="Wall-clock budget, e.g. 10m; stops "
                                                  "cleanly and keeps the best model.")] = None,
     batch_size: Annotated[int | None, typer.Option(help="Batch size; default from size and "

@@ -29,6 +29,8 @@ from unetkit.train.callbacks import ArtifactOnBest, AtomicCheckpointIO, ImageGri
 from unetkit.train.losses import build_loss
 from unetkit.train.module import SegmentationModule
 
+DEFAULT_EPOCHS = 50  # without --epochs or --max-time
+
 
 @dataclass
 class FitResult:
@@ -76,6 +78,7 @@ class StepSeeding(L.Callback):
         torch.manual_seed(s)
 
 
+
 def quiet_lightning() -> None:
     """Keep the console for unetkit's own messages and the progress bar."""
     import logging
@@ -109,6 +112,14 @@ def _in_channels(data: PreparedData, indices: list[int], asked: int | None) -> i
     counts = [data.cache.shapes[i][2] for i in indices[:64]]
     c = max(set(counts), key=counts.count)
     return 3 if c == 4 else c  # RGBA: alpha carries no appearance
+
+
+def max_epochs(epochs: int | None, max_time: float | None) -> int:
+    """The epoch cap: as asked; else none under a time budget (so the whole budget trains
+    and the schedule, which follows wall time, anneals by the deadline), else 50."""
+    if epochs is not None:
+        return epochs
+    return -1 if max_time else DEFAULT_EPOCHS
 
 
 def fit(config: FitConfig, quiet: bool = False, resume: bool = False,
@@ -251,7 +262,8 @@ def fit(config: FitConfig, quiet: bool = False, resume: bool = False,
                                                            mode=_mode(config.monitor),
                                                            patience=config.patience))
     trainer = L.Trainer(
-        max_epochs=config.epochs, max_time=timedelta(seconds=max_time) if max_time else None,
+        max_epochs=max_epochs(config.epochs, max_time),
+        max_time=timedelta(seconds=max_time) if max_time else None,
         accelerator="gpu" if device.type == "cuda" else "cpu", devices=config.devices,
         num_nodes=config.num_nodes, precision=resolved.precision,
         logger=L.pytorch.loggers.TensorBoardLogger(str(out), name="tensorboard", version="",

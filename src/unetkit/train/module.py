@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 from typing import Any
 
@@ -101,8 +102,8 @@ class SegmentationModule(L.LightningModule):
 
     def progress(self) -> float:
         """Fraction of the training done, by steps or by wall time, whichever is further."""
-        total = max(int(self.trainer.estimated_stepping_batches), 1)
-        p = self.trainer.global_step / total
+        total = self.trainer.estimated_stepping_batches  # inf without an epoch cap
+        p = self.trainer.global_step / max(total, 1) if math.isfinite(total) else 0.0
         if self.max_time:
             p = max(p, self.time_used() / self.max_time)
         return p
