@@ -72,12 +72,19 @@ def run_compare(data: str | Path, budget: str, out: str | Path, threads: int | N
     auto_run, default_run = out / "auto", out / "defaults"
     auto = _launch(["fit", *common, "--auto", "--budget", budget, "--out", str(auto_run)],
                    out / "auto.log", threads)
-    plan = _wait_for_plan(auto_run, auto, timeout_s=budget_s)
-    val_split = (plan.get("decisions", {}).get("val_split") or {}).get("value", 0.2)
-    defaults = _launch(["fit", *common, "--max-time", budget, "--val-split", str(val_split),
-                        "--out", str(default_run)], out / "defaults.log", threads)
-    for proc in (auto, defaults):
-        proc.wait()
+    procs = [auto]
+    try:
+        plan = _wait_for_plan(auto_run, auto, timeout_s=budget_s)
+        val_split = (plan.get("decisions", {}).get("val_split") or {}).get("value", 0.2)
+        procs.append(_launch(["fit", *common, "--max-time", budget, "--val-split",
+                              str(val_split), "--out", str(default_run)],
+                             out / "defaults.log", threads))
+        for proc in procs:
+            proc.wait()
+    finally:  # an error or Ctrl-C here must not leave training processes behind
+        for proc in procs:
+            if proc.poll() is None:
+                proc.kill()
     result = {"data": str(data), "budget": budget, "threads_each": threads,
               "val_split": val_split,
               "auto": _scores(auto_run, out / "auto.log"),
