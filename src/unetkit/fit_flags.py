@@ -107,14 +107,14 @@ def fit_options(
         if config is None or (src is not None and src.name != "DEFAULT"):
             setattr(base, key, value)
     model_options = dict(base.model_options)
-    model_options.update(_parse_options(option or []))
+    model_options.update(parse_options(option or []))
     for key, value in (("encoder", encoder), ("encoder_weights", encoder_weights),
                        ("freeze_encoder", freeze_encoder)):
         if value is not None:
             model_options[key] = None if value == "none" else value
     base.model_options = model_options
     if format_option:
-        base.format_options = {**base.format_options, **_parse_options(format_option,
+        base.format_options = {**base.format_options, **parse_options(format_option,
                                                                         "--format-option")}
     if class_weights:
         try:
@@ -140,7 +140,8 @@ def _parse_lr(text: str) -> float | str:
     return value
 
 
-def _parse_options(items: list[str], flag: str = "--option") -> dict[str, object]:
+def parse_options(items: list[str], flag: str = "--option") -> dict[str, object]:
+    """KEY=VALUE flags (--option, --format-option) to a dict; values read as YAML scalars."""
     import yaml
 
     options: dict[str, object] = {}

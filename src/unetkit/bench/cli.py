@@ -158,7 +158,8 @@ def make_bench_app(guarded: Callable) -> typer.Typer:
             from unetkit.bench.compare import format_compare, run_compare
             from unetkit.bench.quality import default_data
 
-            data = data or (str(default_data()) if default_data() else None)
+            found = default_data()
+            data = data or (str(found) if found else None)
             if data is None:
                 raise UsageError("--compare needs --data PATH (../shared/data/membrane is not "
                                  "on this machine).")
@@ -166,8 +167,9 @@ def make_bench_app(guarded: Callable) -> typer.Typer:
             _emit(result, as_json, format_compare, out, "bench_compare.json")
             return
         from unetkit.bench.quality import format_quality, run_quality
+        from unetkit.fit_flags import parse_options
 
-        options = dict(o.split("=", 1) for o in (format_option or []) if "=" in o)
+        options = parse_options(format_option or [], "--format-option")
         result = run_quality(budget=budget, data=data, out=out, quiet=as_json, auto=auto,
                              format_options=options)
         _emit(result, as_json, format_quality, out, "bench_quality.json")

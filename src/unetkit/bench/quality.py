@@ -86,7 +86,7 @@ def plot_curve(points: list[dict[str, float]], path: Path, title: str) -> None:
 def run_quality(budget: str = "5m", data: str | Path | None = None,
                 out: str | Path = "runs/bench", quiet: bool = False,
                 keep_run: bool = False, auto: bool = False,
-                format_options: dict[str, str] | None = None) -> dict[str, Any]:
+                format_options: dict[str, object] | None = None) -> dict[str, Any]:
     """Train the default configuration (or `fit --auto`'s plan) within `budget`; return the
     Dice-vs-time summary."""
     import torch
