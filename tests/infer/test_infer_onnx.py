@@ -69,6 +69,18 @@ def test_dynamic_sizes_including_tiny_inputs() -> None:
         assert np.abs(got - ref).max() <= 1e-4, shape
 
 
+def test_stem_model_pads_to_its_grid_and_matches_torch() -> None:
+    model = tiny_model(stem=2)  # depth 2 x stem 2: sides padded to a multiple of 8
+    engine = OnnxEngine(make_session(export_onnx(model).data))
+    assert engine.multiple == 8
+    gen = torch.Generator().manual_seed(5)
+    for shape in [(1, 3, 37, 53), (2, 3, 16, 24), (1, 3, 5, 3)]:
+        x = torch.randn(shape, generator=gen)
+        got, ref = engine(x).numpy(), _torch(model, x)
+        assert got.shape == ref.shape == (shape[0], 1, *shape[2:])
+        assert np.abs(got - ref).max() <= 1e-4, shape
+
+
 def test_real_image_parity() -> None:
     path = shared_data("membrane") / "images" / "00.png"
     image = read_image(path)

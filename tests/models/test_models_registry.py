@@ -17,7 +17,7 @@ from unetkit.models.registry import build_model, get_entry, model_names
 
 SMALL: dict[str, dict[str, Any]] = {
     "unet": {"filters": 4, "depth": 2},
-    "unet-bn": {"filters": 4, "depth": 2},
+    "unet-bn": {"filters": 4, "depth": 2, "stem": 2},  # also covers the space-to-depth stem
     "unet1024": {"filters": 4, "depth": 3},
     "unet-valid": {"filters": 4, "depth": 2},
     "mobilenet_v2-unet": {"encoder_weights": None},

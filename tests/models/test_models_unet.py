@@ -90,9 +90,10 @@ def test_channels_last_matches_contiguous() -> None:
 
 
 @pytest.mark.filterwarnings("ignore::DeprecationWarning", "ignore::torch.jit.TracerWarning")
-def test_onnx_export_matches_torch(tmp_path: Path) -> None:
+@pytest.mark.parametrize("stem", [1, 2])
+def test_onnx_export_matches_torch(tmp_path: Path, stem: int) -> None:
     ort = pytest.importorskip("onnxruntime")
-    model = build_model("unet", filters=4, depth=2).eval()
+    model = build_model("unet", filters=4, depth=2, stem=stem).eval()
     x = torch.randn(2, 3, 32, 48)
     path = tmp_path / "unet.onnx"
     torch.onnx.export(model, (x,), str(path), input_names=["image"], output_names=["logits"],
@@ -112,3 +113,28 @@ def test_torch_compile_graph_captures_whole_model() -> None:
     x = torch.randn(1, 3, 32, 32)
     with torch.no_grad():
         torch.testing.assert_close(compiled(x), model(x))
+
+
+def test_stem_is_the_plain_unet_on_space_to_depth_input() -> None:
+    """stem=2 = pixel-unshuffle, a U-Net with 4x the input/output channels, pixel-shuffle."""
+    stem = build_model("unet", in_channels=1, classes=2, filters=4, depth=2, stem=2).eval()
+    plain = build_model("unet", in_channels=4, classes=8, filters=4, depth=2).eval()
+    plain.load_state_dict(stem.state_dict())
+    assert count_parameters(stem) == unet_params(4, 8, 4, 2)
+    x = torch.randn(2, 1, 32, 48)
+    with torch.no_grad():
+        expected = torch.nn.functional.pixel_shuffle(
+            plain(torch.nn.functional.pixel_unshuffle(x, 2)), 2)
+        torch.testing.assert_close(stem(x), expected)
+    # every output pixel has its own logit: the 4 pixels of a 2x2 block differ
+    assert not torch.equal(expected[..., 0::2, 0::2], expected[..., 1::2, 1::2])
+
+
+def test_stem_keeps_odd_input_size_and_pads_to_its_grid() -> None:
+    model = build_model("unet", filters=4, depth=3, stem=2).eval()
+    assert model.grid == 16
+    with torch.no_grad():
+        assert model(torch.randn(1, 3, 250, 375)).shape == (1, 1, 250, 375)
+        assert model(torch.randn(1, 3, 5, 7)).shape == (1, 1, 5, 7)
+    with pytest.raises(UsageError, match="stem"):
+        build_model("unet", stem=0)

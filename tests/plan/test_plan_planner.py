@@ -100,7 +100,7 @@ def test_load_plan_warns_on_other_hardware(disc_folder, tmp_path):
 def test_real_probe_on_tiny_data(disc_folder):
     plan = make_plan(disc_folder, "10m", quiet=True)
     m = plan.measurements
-    assert m.speeds and m.speeds[0].key == "unet-f8-d3" and m.speeds[0].step_s > 0
+    assert m.speeds and m.speeds[0].key == "unet-f8-d3-s2" and m.speeds[0].step_s > 0
     assert set(m.loader_s_per_image) == {"default", "strong", "weight_maps"} and m.probe_s > 0
     assert plan.value("model") == "unet"
 

@@ -57,7 +57,9 @@ def pooling_grid(model: Any) -> int:
     if isinstance(model, OnnxEngine):
         return model.grid
     name = type(model).__name__
-    if name in ("UNet", "UNetValid"):
+    if name == "UNet":
+        return int(model.grid)
+    if name == "UNetValid":
         return 2 ** int(model.depth)
     if name == "TimmUNet":
         from unetkit.models.timm_unet import HEAD_REDUCTION

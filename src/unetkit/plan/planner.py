@@ -10,7 +10,8 @@ The rules, in order:
    blobs may be, when objects are large and images big), patch size (the images' own size up to
    256 px on CPU / 512 px on GPU), batch size (about 4 / 16 patch-256 equivalents per step),
    depth, validation split (at least one image; capped at ~50 images for large sets).
-2. Candidates: batch-norm U-Nets of increasing width (8/16/32 filters on CPU, 16/32/64 on GPU),
+2. Candidates: batch-norm U-Nets of increasing width (8/16/32 filters with the space-to-depth
+   stem and no dropout on CPU, as fit defaults there; 16/32/64 on GPU),
    plus pretrained-encoder U-Nets only when their ImageNet weights are on disk and the images are
    RGB without thin structures; each is probed (timed) cheapest first.
 3. Budget (budget.py): training time = budget - planning - start-up - final evaluation - margin.
@@ -155,10 +156,14 @@ def data_decisions(fp: Fingerprint, device: str) -> dict[str, Decision]:
 
 def candidates(fp: Fingerprint, machine: Machine, depth: int) -> list[Candidate]:
     """Models worth timing, cheapest first."""
-    widths = (8, 16, 32) if machine.device == "cpu" else (16, 32, 64)
-    out = [Candidate(f"unet-f{f}-d{depth}", "unet", {"filters": f, "depth": depth,
-                                                      "norm": "batch"},
-                     f"U-Net, {f} filters, depth {depth}, batch norm") for f in widths]
+    cpu = machine.device == "cpu"
+    widths = (8, 16, 32) if cpu else (16, 32, 64)
+    # on CPU the fit defaults' space-to-depth stem and no dropout (see train/defaults.py)
+    extra = {"stem": 2, "dropout": 0.0} if cpu else {}
+    out = [Candidate(f"unet-f{f}-d{depth}" + ("-s2" if cpu else ""), "unet",
+                     {"filters": f, "depth": depth, "norm": "batch", **extra},
+                     f"U-Net, {f} filters, depth {depth}, batch norm"
+                     + (", 2x2 space-to-depth stem" if cpu else "")) for f in widths]
     if fp.channels == 3 and not fp.thin_classes:
         if "mobilenet_v2-unet" in machine.pretrained_available:
             out.append(Candidate("mobilenet_v2-unet", "mobilenet_v2-unet",

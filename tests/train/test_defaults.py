@@ -1,0 +1,35 @@
+"""What `fit` picks when the user leaves model options open, on CPU and on CUDA."""
+
+from __future__ import annotations
+
+import torch
+
+from unetkit.config import FitConfig
+from unetkit.train.defaults import resolve
+
+SIZES = [(512, 512)] * 4
+
+
+def test_cpu_unet_gets_stem_no_dropout_and_says_why() -> None:
+    d = resolve(FitConfig(data="x"), SIZES, 1.0, torch.device("cpu"))
+    assert d.values["model_options"] == {"norm": "batch", "filters": 16, "stem": 2,
+                                         "dropout": 0.0}
+    assert d.values["size"] == [256, 256] and d.values["batch_size"] == 4
+    reason = next(r for r in d.reasons if r.startswith("model_options"))
+    assert "space-to-depth" in reason and "no dropout" in reason
+
+
+def test_gpu_unet_keeps_full_resolution_first_level() -> None:
+    d = resolve(FitConfig(data="x"), SIZES, 1.0, torch.device("cuda"))
+    assert d.values["model_options"] == {"norm": "batch", "filters": 64}
+    assert d.values["size"] == [512, 512] and d.values["batch_size"] == 4  # 16 x 256²
+
+
+def test_user_options_win() -> None:
+    config = FitConfig(data="x", model_options={"stem": 1, "dropout": 0.5, "filters": 8})
+    d = resolve(config, SIZES, 1.0, torch.device("cpu"))
+    assert d.values["model_options"] == {"stem": 1, "dropout": 0.5, "filters": 8,
+                                         "norm": "batch"}
+    other = resolve(FitConfig(data="x", model="mobilenet_v2-unet"), SIZES, 1.0,
+                    torch.device("cpu"))
+    assert "stem" not in other.values["model_options"]
