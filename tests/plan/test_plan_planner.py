@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import warnings
+from dataclasses import replace
 
 import pytest
+import torch
 from plan_fixtures import disc_masks, fake_measurements, line_masks, write_pairs
 from typer.testing import CliRunner
 
@@ -14,7 +16,8 @@ from unetkit.data.prepare import prepare
 from unetkit.errors import UsageError
 from unetkit.plan import PlanHardwareWarning, decide, load_plan, make_plan
 from unetkit.plan.fingerprint import compute_fingerprint
-from unetkit.plan.planner import TARGET_STEPS
+from unetkit.plan.planner import TARGET_STEPS, candidates
+from unetkit.train.defaults import resolve
 
 
 def _fp(folder):
@@ -100,7 +103,7 @@ def test_load_plan_warns_on_other_hardware(disc_folder, tmp_path):
 def test_real_probe_on_tiny_data(disc_folder):
     plan = make_plan(disc_folder, "10m", quiet=True)
     m = plan.measurements
-    assert m.speeds and m.speeds[0].key == "unet-f8-d3-s2" and m.speeds[0].step_s > 0
+    assert m.speeds and m.speeds[0].key == "unet-f8-d3" and m.speeds[0].step_s > 0
     assert set(m.loader_s_per_image) == {"default", "strong", "weight_maps"} and m.probe_s > 0
     assert plan.value("model") == "unet"
 
@@ -171,3 +174,19 @@ def test_short_budget_trades_batch_size_for_steps(tmp_path):
     assert steps_before < TARGET_STEPS and plan.estimates["steps"] > steps_before
     # a budget long enough for the target keeps the batch the data asked for
     assert decide(fp, m, 3600).value("batch_size") == data_batch
+
+
+
+@pytest.mark.parametrize(("device", "size", "stem"),
+                         [("cpu", [256, 256], True), ("cpu", [256, 128], False),
+                          ("cuda", [512, 512], False)])
+def test_candidates_probe_the_stem_exactly_where_fit_would_add_it(disc_folder, device, size,
+                                                                   stem):
+    machine = replace(fake_measurements().machine, device=device)
+    cands = candidates(_fp(disc_folder), machine, 4, size)
+    assert [("stem" in c.options) for c in cands[:3]] == [stem] * 3
+    assert all(c.key.endswith("-s2") == stem for c in cands[:3])
+    # fit's defaults add nothing to the probed options, so the timing holds for training
+    picked = resolve(FitConfig(data="x", model_options=dict(cands[0].options)), [tuple(size)],
+                     1.0, torch.device(device))
+    assert picked.values["model_options"] == cands[0].options

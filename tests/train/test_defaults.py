@@ -25,6 +25,12 @@ def test_gpu_unet_keeps_full_resolution_first_level() -> None:
     assert d.values["size"] == [512, 512] and d.values["batch_size"] == 4  # 16 x 256²
 
 
+def test_small_cpu_patches_keep_full_resolution_first_level() -> None:
+    d = resolve(FitConfig(data="x"), [(96, 96)] * 4, 1.0, torch.device("cpu"))
+    assert d.values["size"] == [96, 96]
+    assert d.values["model_options"] == {"norm": "batch", "filters": 16}
+
+
 def test_user_options_win() -> None:
     config = FitConfig(data="x", model_options={"stem": 1, "dropout": 0.5, "filters": 8})
     d = resolve(config, SIZES, 1.0, torch.device("cpu"))

@@ -10,8 +10,8 @@ The rules, in order:
    blobs may be, when objects are large and images big), patch size (the images' own size up to
    256 px on CPU / 512 px on GPU), batch size (about 4 / 16 patch-256 equivalents per step),
    depth, validation split (at least one image; capped at ~50 images for large sets).
-2. Candidates: batch-norm U-Nets of increasing width (8/16/32 filters with the space-to-depth
-   stem and no dropout on CPU, as fit defaults there; 16/32/64 on GPU),
+2. Candidates: batch-norm U-Nets of increasing width (8/16/32 filters on CPU, 16/32/64 on GPU;
+   with the space-to-depth stem and no dropout where fit's defaults would add them),
    plus pretrained-encoder U-Nets only when their ImageNet weights are on disk and the images are
    RGB without thin structures; each is probed (timed) cheapest first.
 3. Budget (budget.py): training time = budget - planning - start-up - final evaluation - margin.
@@ -48,6 +48,7 @@ from unetkit.plan.budget import MIN_STEPS, memory_ok, needed_budget, nice_durati
 from unetkit.plan.fingerprint import Fingerprint, compute_fingerprint
 from unetkit.plan.probe import Candidate, Machine, Measurements, machine_info, probe_hardware
 from unetkit.plan.record import Decision, Plan, _fmt_s, load_plan
+from unetkit.train.defaults import use_stem
 
 TARGET_STEPS = 300  # optimiser steps a from-scratch U-Net wants before widening pays off
 MIN_BATCH = 4  # smallest batch the planner trades for more steps (batch-norm statistics)
@@ -154,16 +155,17 @@ def data_decisions(fp: Fingerprint, device: str) -> dict[str, Decision]:
     return d
 
 
-def candidates(fp: Fingerprint, machine: Machine, depth: int) -> list[Candidate]:
+def candidates(fp: Fingerprint, machine: Machine, depth: int,
+               size: list[int] | None = None) -> list[Candidate]:
     """Models worth timing, cheapest first."""
-    cpu = machine.device == "cpu"
-    widths = (8, 16, 32) if cpu else (16, 32, 64)
-    # on CPU the fit defaults' space-to-depth stem and no dropout (see train/defaults.py)
-    extra = {"stem": 2, "dropout": 0.0} if cpu else {}
-    out = [Candidate(f"unet-f{f}-d{depth}" + ("-s2" if cpu else ""), "unet",
+    widths = (8, 16, 32) if machine.device == "cpu" else (16, 32, 64)
+    # with the stem (and no dropout) exactly when fit's defaults would add it
+    stem = size is not None and use_stem(machine.device, size)
+    extra = {"stem": 2, "dropout": 0.0} if stem else {}
+    out = [Candidate(f"unet-f{f}-d{depth}" + ("-s2" if stem else ""), "unet",
                      {"filters": f, "depth": depth, "norm": "batch", **extra},
                      f"U-Net, {f} filters, depth {depth}, batch norm"
-                     + (", 2x2 space-to-depth stem" if cpu else "")) for f in widths]
+                     + (", 2x2 space-to-depth stem" if stem else "")) for f in widths]
     if fp.channels == 3 and not fp.thin_classes:
         if "mobilenet_v2-unet" in machine.pretrained_available:
             out.append(Candidate("mobilenet_v2-unet", "mobilenet_v2-unet",
@@ -419,7 +421,7 @@ def make_plan(data: str | Path, budget_s: float | str, format: str = "auto",
                              f"{nice_duration(prepare_s * 4 + 60)} or more.")
         machine = machine_info(fp.channels)
         dd = data_decisions(fp, machine.device)
-        cands = candidates(fp, machine, dd["depth"].value)
+        cands = candidates(fp, machine, dd["depth"].value, dd["size"].value)
         n_train = dd["_n_train"].value
         batch, size = dd["batch_size"].value, dd["size"].value
         scale = dd["scale"].value

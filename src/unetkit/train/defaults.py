@@ -11,6 +11,15 @@ from unetkit.config import FitConfig
 from unetkit.device import resolve_precision
 
 MAX_SIDE = 1024
+# Patches at least this large get the space-to-depth stem on CPU: there the full-resolution
+# level dominates the step time (3.4x faster at 256 px). On 96 px demo shapes, 25 epochs with
+# the stem left polygons at Dice 0.30 (0.95+ without), so small patches keep every pixel.
+STEM_MIN_SIDE = 256
+
+
+def use_stem(device_type: str, size: list[int]) -> bool:
+    """Whether a from-scratch U-Net gets the 2x2 space-to-depth stem by default."""
+    return device_type == "cpu" and min(size) >= STEM_MIN_SIDE
 
 
 @dataclass
@@ -73,7 +82,7 @@ def resolve(config: FitConfig, image_sizes: list[tuple[int, int]], scale: float 
         options["norm"] = "batch"
     if config.model in ("unet", "unet-bn", "unet-valid") and "filters" not in options:
         options["filters"] = 16 if device.type == "cpu" else 64
-    if config.model in ("unet", "unet-bn") and device.type == "cpu":
+    if config.model in ("unet", "unet-bn") and use_stem(device.type, d.values["size"]):
         options.setdefault("stem", 2)
         options.setdefault("dropout", 0.0)
     if options != config.model_options:
@@ -85,7 +94,8 @@ def resolve(config: FitConfig, image_sizes: list[tuple[int, int]], scale: float 
                        "time budget")
         if "stem" in options and "stem" not in config.model_options:
             why.append(f"a {options['stem']}x{options['stem']} space-to-depth stem trains "
-                       "3.4x faster on CPU at the same Dice (measured on membrane)")
+                       f"3.4x faster on CPU at the same Dice (measured on membrane; patches of "
+                       f"{STEM_MIN_SIDE} px or more)")
         if "dropout" in options and "dropout" not in config.model_options:
             why.append("no dropout: batch norm regularises enough for short CPU budgets")
         d.set("model_options", options, "; ".join(why))
