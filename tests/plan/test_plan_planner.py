@@ -177,16 +177,16 @@ def test_short_budget_trades_batch_size_for_steps(tmp_path):
 
 
 
-@pytest.mark.parametrize(("device", "size", "stem"),
-                         [("cpu", [256, 256], True), ("cpu", [256, 128], False),
-                          ("cuda", [512, 512], False)])
+@pytest.mark.parametrize(("device", "size", "budget", "stem"),
+                         [("cpu", [256, 256], 600, True), ("cpu", [256, 256], 120, False),
+                          ("cpu", [256, 128], 600, False), ("cuda", [512, 512], 600, False)])
 def test_candidates_probe_the_stem_exactly_where_fit_would_add_it(disc_folder, device, size,
-                                                                   stem):
+                                                                   budget, stem):
     machine = replace(fake_measurements().machine, device=device)
-    cands = candidates(_fp(disc_folder), machine, 4, size)
+    cands = candidates(_fp(disc_folder), machine, 4, size, budget)
     assert [("stem" in c.options) for c in cands[:3]] == [stem] * 3
     assert all(c.key.endswith("-s2") == stem for c in cands[:3])
     # fit's defaults add nothing to the probed options, so the timing holds for training
-    picked = resolve(FitConfig(data="x", model_options=dict(cands[0].options)), [tuple(size)],
-                     1.0, torch.device(device))
+    config = FitConfig(data="x", model_options=dict(cands[0].options), max_time=f"{budget}s")
+    picked = resolve(config, [tuple(size)], 1.0, torch.device(device))
     assert picked.values["model_options"] == cands[0].options

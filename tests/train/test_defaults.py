@@ -25,6 +25,15 @@ def test_gpu_unet_keeps_full_resolution_first_level() -> None:
     assert d.values["size"] == [512, 512] and d.values["batch_size"] == 4  # 16 x 256²
 
 
+def test_stem_needs_a_budget_of_5_minutes() -> None:
+    cpu = torch.device("cpu")
+    short = resolve(FitConfig(data="x", max_time="2m"), SIZES, 1.0, cpu)
+    assert "stem" not in short.values["model_options"]
+    assert short.values["model_options"] == {"norm": "batch", "filters": 16}
+    long = resolve(FitConfig(data="x", max_time="5m"), SIZES, 1.0, cpu)
+    assert long.values["model_options"]["stem"] == 2
+
+
 def test_small_cpu_patches_keep_full_resolution_first_level() -> None:
     d = resolve(FitConfig(data="x"), [(96, 96)] * 4, 1.0, torch.device("cpu"))
     assert d.values["size"] == [96, 96]

@@ -156,11 +156,11 @@ def data_decisions(fp: Fingerprint, device: str) -> dict[str, Decision]:
 
 
 def candidates(fp: Fingerprint, machine: Machine, depth: int,
-               size: list[int] | None = None) -> list[Candidate]:
+               size: list[int] | None = None, budget_s: float | None = None) -> list[Candidate]:
     """Models worth timing, cheapest first."""
     widths = (8, 16, 32) if machine.device == "cpu" else (16, 32, 64)
     # with the stem (and no dropout) exactly when fit's defaults would add it
-    stem = size is not None and use_stem(machine.device, size)
+    stem = size is not None and use_stem(machine.device, size, budget_s)
     extra = {"stem": 2, "dropout": 0.0} if stem else {}
     out = [Candidate(f"unet-f{f}-d{depth}" + ("-s2" if stem else ""), "unet",
                      {"filters": f, "depth": depth, "norm": "batch", **extra},
@@ -421,7 +421,7 @@ def make_plan(data: str | Path, budget_s: float | str, format: str = "auto",
                              f"{nice_duration(prepare_s * 4 + 60)} or more.")
         machine = machine_info(fp.channels)
         dd = data_decisions(fp, machine.device)
-        cands = candidates(fp, machine, dd["depth"].value, dd["size"].value)
+        cands = candidates(fp, machine, dd["depth"].value, dd["size"].value, budget)
         n_train = dd["_n_train"].value
         batch, size = dd["batch_size"].value, dd["size"].value
         scale = dd["scale"].value
