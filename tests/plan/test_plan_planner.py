@@ -184,8 +184,10 @@ def test_candidates_probe_the_stem_exactly_where_fit_would_add_it(disc_folder, d
                                                                    budget, stem):
     machine = replace(fake_measurements().machine, device=device)
     cands = candidates(_fp(disc_folder), machine, 4, size, budget)
-    assert [("stem" in c.options) for c in cands[:3]] == [stem] * 3
-    assert all(c.key.endswith("-s2") == stem for c in cands[:3])
+    unets = [c for c in cands if c.model == "unet"]
+    assert [c.options["filters"] for c in unets] == \
+        ([8, 16] if stem else [8, 16, 32] if device == "cpu" else [16, 32, 64])
+    assert all(("stem" in c.options) == stem and c.key.endswith("-s2") == stem for c in unets)
     # fit's defaults add nothing to the probed options, so the timing holds for training
     config = FitConfig(data="x", model_options=dict(cands[0].options), max_time=f"{budget}s")
     picked = resolve(config, [tuple(size)], 1.0, torch.device(device))

@@ -11,7 +11,8 @@ The rules, in order:
    256 px on CPU / 512 px on GPU), batch size (about 4 / 16 patch-256 equivalents per step),
    depth, validation split (at least one image; capped at ~50 images for large sets).
 2. Candidates: batch-norm U-Nets of increasing width (8/16/32 filters on CPU, 16/32/64 on GPU;
-   with the space-to-depth stem and no dropout where fit's defaults would add them),
+   with the space-to-depth stem and no dropout where fit's defaults would add them, and then
+   8/16 only),
    plus pretrained-encoder U-Nets only when their ImageNet weights are on disk and the images are
    RGB without thin structures; each is probed (timed) cheapest first.
 3. Budget (budget.py): training time = budget - planning - start-up - final evaluation - margin.
@@ -158,9 +159,11 @@ def data_decisions(fp: Fingerprint, device: str) -> dict[str, Decision]:
 def candidates(fp: Fingerprint, machine: Machine, depth: int,
                size: list[int] | None = None, budget_s: float | None = None) -> list[Candidate]:
     """Models worth timing, cheapest first."""
-    widths = (8, 16, 32) if machine.device == "cpu" else (16, 32, 64)
-    # with the stem (and no dropout) exactly when fit's defaults would add it
+    # with the stem (and no dropout) exactly when fit's defaults would add it; stem models
+    # wider than 16 filters lost on membrane (8 min, one core: Dice 0.946 at 16 filters,
+    # 0.943 at 24, 0.942 at 32; 10 min --auto at 32: 0.941 against 0.946 at 16)
     stem = size is not None and use_stem(machine.device, size, budget_s)
+    widths = (8, 16) if stem else (8, 16, 32) if machine.device == "cpu" else (16, 32, 64)
     extra = {"stem": 2, "dropout": 0.0} if stem else {}
     out = [Candidate(f"unet-f{f}-d{depth}" + ("-s2" if stem else ""), "unet",
                      {"filters": f, "depth": depth, "norm": "batch", **extra},
@@ -214,7 +217,7 @@ def _choose_model(fp: Fingerprint, m: Measurements, budget_s: float, augment: st
             w = wider[0]
             why += (f"; {w.options['filters']} filters would get only "
                     f"{sched[w.key]['steps']}")
-        elif len(unets) < 3:
+        elif len(unets) < 3 and "stem" not in best.options:  # stem: 8/16 only
             why += "; wider ones were not probed (too slow to reach the target here)"
     else:
         best = fastest
