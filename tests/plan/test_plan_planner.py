@@ -176,7 +176,6 @@ def test_short_budget_trades_batch_size_for_steps(tmp_path):
     assert decide(fp, m, 3600).value("batch_size") == data_batch
 
 
-
 @pytest.mark.parametrize(("device", "size", "budget", "stem"),
                          [("cpu", [256, 256], 600, True), ("cpu", [256, 256], 120, False),
                           ("cpu", [256, 128], 600, False), ("cuda", [512, 512], 600, False)])

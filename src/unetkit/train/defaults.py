@@ -102,7 +102,7 @@ def resolve(config: FitConfig, image_sizes: list[tuple[int, int]], scale: float 
                        "3.4x faster on CPU and scores higher from a 5 min budget up "
                        f"(measured on membrane; patches of {STEM_MIN_SIDE} px or more)")
         if "dropout" in options and "dropout" not in config.model_options:
-            why.append("no dropout: batch norm regularises enough for short CPU budgets")
+            why.append("no dropout (measured together with the stem)")
         d.set("model_options", options, "; ".join(why))
     else:
         d.values["model_options"] = options
