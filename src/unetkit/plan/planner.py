@@ -49,7 +49,7 @@ from unetkit.plan.budget import MIN_STEPS, memory_ok, needed_budget, nice_durati
 from unetkit.plan.fingerprint import Fingerprint, compute_fingerprint
 from unetkit.plan.probe import Candidate, Machine, Measurements, machine_info, probe_hardware
 from unetkit.plan.record import Decision, Plan, _fmt_s, load_plan
-from unetkit.train.defaults import use_stem
+from unetkit.train.defaults import STEM_OPTIONS, use_stem
 
 TARGET_STEPS = 300  # optimiser steps a from-scratch U-Net wants before widening pays off
 MIN_BATCH = 4  # smallest batch the planner trades for more steps (batch-norm statistics)
@@ -164,7 +164,7 @@ def candidates(fp: Fingerprint, machine: Machine, depth: int,
     # 0.943 at 24, 0.942 at 32; 10 min --auto at 32: 0.941 against 0.946 at 16)
     stem = size is not None and use_stem(machine.device, size, budget_s)
     widths = (8, 16) if stem else (8, 16, 32) if machine.device == "cpu" else (16, 32, 64)
-    extra = {"stem": 2, "dropout": 0.0} if stem else {}
+    extra = STEM_OPTIONS if stem else {}
     out = [Candidate(f"unet-f{f}-d{depth}" + ("-s2" if stem else ""), "unet",
                      {"filters": f, "depth": depth, "norm": "batch", **extra},
                      f"U-Net, {f} filters, depth {depth}, batch norm"

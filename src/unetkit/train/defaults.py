@@ -17,6 +17,7 @@ MAX_SIDE = 1024
 # at 2 min, 0.945/0.942 at 8 min; on 96 px demo shapes, 25 epochs left polygons at Dice 0.30.
 STEM_MIN_SIDE = 256
 STEM_MIN_BUDGET_S = 300
+STEM_OPTIONS = {"stem": 2, "dropout": 0.0}  # measured together; the planner probes the same
 
 
 def use_stem(device_type: str, size: list[int], budget_s: float | None = None) -> bool:
@@ -88,8 +89,7 @@ def resolve(config: FitConfig, image_sizes: list[tuple[int, int]], scale: float 
         options["filters"] = 16 if device.type == "cpu" else 64
     budget_s = parse_duration(config.max_time)
     if config.model in ("unet", "unet-bn") and use_stem(device.type, d.values["size"], budget_s):
-        options.setdefault("stem", 2)
-        options.setdefault("dropout", 0.0)
+        options = {**STEM_OPTIONS, **options}
     if options != config.model_options:
         why = []
         if "norm" in options and "norm" not in config.model_options:
