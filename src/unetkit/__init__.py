@@ -22,18 +22,21 @@ def fit(config: FitConfig, quiet: bool = False) -> Any:
 
 
 def predict(model: Any, images: list[np.ndarray], tile: int | None = None, tta: bool = False,
-            threshold: float = 0.5) -> list[np.ndarray]:
-    """Masks (HxW uint8 class index) for HxWxC uint8 images, each at its own size."""
+            threshold: float = 0.5, precision: str = "auto") -> list[np.ndarray]:
+    """Masks (HxW uint8 class index) for HxWxC uint8 images, each at its own size.
+
+    `precision` "auto" is bf16-mixed where the hardware runs it natively, else 32."""
     from unetkit.infer.predict import Predictor
 
     if not hasattr(model, "unetkit_meta"):
         model = load_model(model)
-    predictor = Predictor(model, tile=tile, tta=tta)
+    predictor = Predictor(model, tile=tile, tta=tta, precision=precision)
     return [predictor.predict(img, threshold) for img in images]
 
 
 def evaluate(model: Any, data: str, split: str = "all", **options: Any) -> dict[str, Any]:
-    """The metrics JSON of DESIGN.md for a model on a data folder."""
+    """The metrics JSON of DESIGN.md for a model on a data folder (`precision=` "auto" is
+    float32 everywhere; the JSON records the engine and precision used)."""
     from pathlib import Path
 
     from unetkit.infer.evaluate import evaluate as _evaluate

@@ -132,6 +132,9 @@ def evaluate(
     split_touching: Annotated[bool, typer.Option(help="With --instances: split touching "
                                                  "predicted objects.")] = True,
     engine: Annotated[str, typer.Option(help="torch or onnx (onnxruntime).")] = "torch",
+    precision: Annotated[str, typer.Option(help="auto (float32 on every machine, so metrics "
+                                           "do not depend on the CPU), 32, bf16-mixed or "
+                                           "16-mixed (CUDA).")] = "auto",
     as_json: Annotated[bool, typer.Option("--json", help="Print only the metrics JSON.")
                        ] = False,
     out: Annotated[Path | None, typer.Option(help="Where per_image.csv and metrics.json go "
@@ -154,7 +157,7 @@ def evaluate(
     run_dir = model if (model / "model").is_dir() else None
     result = run_eval(net, data, split, format, run_dir, tta=tta, tile=tile, quiet=as_json,
                       hd95=hd95, postprocess=clean, instances=instances,
-                      split_touching=split_touching)
+                      split_touching=split_touching, precision=precision)
     target = out or ((run_dir or model) / "eval")
     write_per_image(result.per_image, target / "per_image.csv")
     text = json.dumps(result.metrics, indent=1)
@@ -202,6 +205,9 @@ def predict(
                               ] = True,
     engine: Annotated[str, typer.Option(help="torch, or onnx (onnxruntime; reuses "
                                         "MODEL/model/model.onnx when up to date).")] = "torch",
+    precision: Annotated[str, typer.Option(help="auto (bf16-mixed where the CPU or GPU runs it "
+                                           "natively, else 32), 32, bf16-mixed or 16-mixed "
+                                           "(CUDA).")] = "auto",
 ) -> None:
     """Predict masks at each input's original size.
 
@@ -224,7 +230,7 @@ def predict(
         raise UsageError(f"--engine {engine!r} is unknown; use torch or onnx.")
     paths = expand_inputs(inputs)
     net = load_for_engine(model, engine)
-    predictor = Predictor(net, tile=tile, overlap=overlap, tta=tta)
+    predictor = Predictor(net, tile=tile, overlap=overlap, tta=tta, precision=precision)
     clean = make_postprocess(len(predictor.class_names), keep_largest, min_size)
     options = dict(postprocess=clean, instances=instances, split_touching=split_touching)
     if rle is not None:
@@ -252,6 +258,9 @@ def export(
     check_image: Annotated[Path | None, typer.Option(help="Also compare PyTorch and ONNX "
                                                      "outputs on this image.")] = None,
     opset: Annotated[int, typer.Option(help="ONNX opset (17 or newer).")] = 17,
+    precision: Annotated[str, typer.Option(help="With --check-image: also compare the masks "
+                                           "of PyTorch at this precision (auto = 32, "
+                                           "bf16-mixed) with the float32 export.")] = "auto",
 ) -> None:
     """Export a model to ONNX (dynamic batch, height and width), verified against PyTorch.
 
@@ -267,13 +276,17 @@ def export(
     target = onnx or find_artifact(model) / ONNX_NAME
     image = read_image(check_image) if check_image is not None else None
     result = write_onnx(net, target, opset=opset, check_image=image,
-                        image_name=str(check_image))
+                        image_name=str(check_image), precision=precision)
     print(f"Wrote {target} (opset {opset}; dynamic batch, height and width; logits out).",
           file=sys.stderr)
     print(f"max abs logit difference vs PyTorch: {result.max_abs_diff:.3g} on a random "
           f"input" + (f", {result.image_max_abs_diff:.3g} on {check_image}"
                       if result.image_max_abs_diff is not None else "")
           + f" (allowed {TOLERANCE:g}).", file=sys.stderr)
+    if result.image_mask_agreement is not None:
+        print(f"mask agreement, PyTorch at precision {result.precision} vs the export, on "
+              f"{check_image}: {100 * result.image_mask_agreement:.3f}% of pixels.",
+              file=sys.stderr)
 
 
 @app.command()

@@ -107,7 +107,9 @@ def test_predict_palette_tiff_probabilities_column_rle(tmp_path: Path, image_fol
 
 def test_predict_engine_onnx_writes_the_same_masks(tmp_path: Path, model_dir: Path,
                                                    image_folder: Path) -> None:
-    assert run("predict", model_dir, image_folder, "--out", tmp_path / "t").exit_code == 0
+    # parity at one precision: torch pinned to float32, as onnxruntime runs
+    assert run("predict", model_dir, image_folder, "--out", tmp_path / "t", "--precision",
+               "32").exit_code == 0
     res = run("predict", model_dir, image_folder, "--out", tmp_path / "o", "--engine", "onnx")
     assert res.exit_code == 0, res.output
     for i in range(3):
@@ -205,7 +207,7 @@ def test_evaluate_json_keys_postprocess_and_instances(tmp_path: Path, model_dir:
     found = metrics["instances"]
     assert found["iou_threshold"] == 0.5 and found["tp"] + found["fn"] == 6  # 2 per image
     # the same numbers by hand: predict, clean up, pool the confusion matrices
-    predictor = Predictor(tiny_model())
+    predictor = Predictor(tiny_model(), precision="32")  # evaluate's float32
     conf = np.zeros((2, 2), np.int64)
     for i in range(3):
         pred = predictor.predict(read(data / "images" / f"img{i}.png"))
@@ -225,6 +227,9 @@ def test_evaluate_json_keys_postprocess_and_instances(tmp_path: Path, model_dir:
     on_onnx = json.loads(run("evaluate", model_dir, "--data", data, "--json", "--engine", "onnx",
                              "--out", tmp_path / "eval3").stdout)
     assert on_onnx["dice"] == pytest.approx(plain["dice"], abs=1e-3)
+    # the JSON says how it was computed; evaluate's default is float32 on every CPU
+    assert (plain["engine"], plain["precision"]) == ("torch", "32")
+    assert (on_onnx["engine"], on_onnx["precision"]) == ("onnx", "32")
     assert (tmp_path / "eval" / "per_image.csv").read_text().splitlines()[0].endswith(
         "instance_f1,instance_tp,instance_fp,instance_fn")
 
@@ -233,6 +238,7 @@ class TruthPredictor:
     """Predicts a fixed mask: lets instance scoring be checked exactly."""
 
     binary, class_names = True, ["background", "foreground"]
+    engine, precision = "truth", "32"
 
     def __init__(self, mask: np.ndarray) -> None:
         self.mask = mask

@@ -19,8 +19,8 @@ def test_folded_prediction_matches_unfolded() -> None:
             m.running_var.uniform_(0.5, 2.0)
     model.eval()
     image = np.random.default_rng(0).integers(0, 255, (37, 53, 3), dtype=np.uint8)
-    folded = Predictor(model, device="cpu")
-    plain = Predictor(model, device="cpu", fold_bn=False)
+    folded = Predictor(model, device="cpu", precision="32")
+    plain = Predictor(model, device="cpu", fold_bn=False, precision="32")
     assert not any(isinstance(m, nn.BatchNorm2d) for m in folded.model.modules())
     assert any(isinstance(m, nn.BatchNorm2d) for m in model.modules())  # caller's copy intact
     np.testing.assert_allclose(folded.probabilities(image), plain.probabilities(image),

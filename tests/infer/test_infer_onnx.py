@@ -99,7 +99,7 @@ def test_valid_padding_model_exports_dynamic() -> None:
     assert engine.output_margin(100) == model.output_margin(100)
     # the whole predict path (overlap-tiles) on a 100x130 image agrees with torch
     image = np.random.default_rng(0).integers(0, 256, (100, 130, 3), dtype=np.uint8)
-    p_torch = Predictor(model, tile=52).probabilities(image)
+    p_torch = Predictor(model, tile=52, precision="32").probabilities(image)
     p_onnx = Predictor(engine, tile=52).probabilities(image)
     assert p_onnx.shape == (1, 100, 130)
     assert np.abs(p_onnx - p_torch).max() <= 1e-4
@@ -109,13 +109,13 @@ def test_predictor_takes_session_or_engine_flag(tmp_path: Path) -> None:
     model = tiny_model()
     write_onnx(model, tmp_path / "m.onnx")
     image = np.random.default_rng(1).integers(0, 256, (45, 70, 3), dtype=np.uint8)
-    ref = Predictor(model).probabilities(image)
+    ref = Predictor(model, precision="32").probabilities(image)
     from_session = Predictor(make_session(tmp_path / "m.onnx"), tta=False)
     assert from_session.engine == "onnx" and from_session.class_names == ["background",
                                                                           "foreground"]
     assert np.abs(from_session.probabilities(image) - ref).max() <= 1e-4
     via_flag = Predictor(model, engine="onnx", tta=True)
-    assert np.abs(via_flag.probabilities(image) - Predictor(model, tta=True)
+    assert np.abs(via_flag.probabilities(image) - Predictor(model, tta=True, precision="32")
                   .probabilities(image)).max() <= 1e-4
     with pytest.raises(UsageError, match="--engine 'trt'"):
         Predictor(model, engine="trt")
@@ -156,6 +156,6 @@ def test_engine_for_multiclass_four_channel_model(tmp_path: Path) -> None:
     engine = load_for_engine(tmp_path / "m", "onnx")
     image = np.random.default_rng(2).integers(0, 256, (30, 41, 4), dtype=np.uint8)
     p_onnx = Predictor(engine).probabilities(image)
-    p_torch = Predictor(model).probabilities(image)
+    p_torch = Predictor(model, precision="32").probabilities(image)
     assert p_onnx.shape == (3, 30, 41)
     assert np.abs(p_onnx - p_torch).max() <= 1e-4

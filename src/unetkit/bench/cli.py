@@ -29,6 +29,9 @@ CompileOpt = Annotated[bool | None, typer.Option(help="Include the torch.compile
                                                  "(default: on, off with --quick).")]
 RoundsOpt = Annotated[int | None, typer.Option(help="Interleaved rounds (default 3; 1 with "
                                                "--quick).")]
+PrecisionOpt = Annotated[str, typer.Option(help="unetkit's training and inference precision: "
+                                           "auto (bf16-mixed where native, else 32), 32, "
+                                           "bf16-mixed or 16-mixed (CUDA).")]
 OutOpt = Annotated[Path, typer.Option(help="Folder for bench_speed.json, bench_data.json, "
                                       "bench_quality.json/.png.")]
 
@@ -58,7 +61,8 @@ def _emit(result: dict[str, Any], as_json: bool, table: Callable[[dict[str, Any]
 
 
 def _speed(as_json: bool, quick: bool, batch: int, size: str, threads: int | None,
-           levers: bool, compile: bool | None, rounds: int | None, out: Path) -> None:
+           levers: bool, compile: bool | None, rounds: int | None, out: Path,
+           precision: str = "auto") -> None:
     from unetkit.bench.speed import SpeedOptions, run_speed
     from unetkit.bench.speed_table import format_table
 
@@ -66,8 +70,11 @@ def _speed(as_json: bool, quick: bool, batch: int, size: str, threads: int | Non
         raise UsageError(f"--batch {batch} must be at least 1.")
     if threads is not None and threads < 1:
         raise UsageError(f"--threads {threads} must be at least 1.")
+    from unetkit.device import check_precision
+
     opts = SpeedOptions(batch=batch, size=_size(size), threads=threads, quick=quick,
-                        levers=levers, compile=compile, rounds=rounds)
+                        levers=levers, compile=compile, rounds=rounds,
+                        precision=check_precision(precision))
     _emit(run_speed(opts), as_json, format_table, out, "bench_speed.json")
 
 
@@ -80,7 +87,8 @@ def make_bench_app(guarded: Callable) -> typer.Typer:
     def default(ctx: typer.Context, as_json: JsonOpt = False, quick: QuickOpt = False,
                 batch: BatchOpt = 8, size: SizeOpt = "128", threads: ThreadsOpt = None,
                 levers: LeversOpt = True, compile: CompileOpt = None,
-                rounds: RoundsOpt = None, out: OutOpt = Path("runs/bench")) -> None:
+                rounds: RoundsOpt = None, out: OutOpt = Path("runs/bench"),
+                precision: PrecisionOpt = "auto") -> None:
         """Speed, data and quality benchmarks against plain PyTorch and smp.
 
         With no subcommand this is `bench speed` (same options).
@@ -88,14 +96,15 @@ def make_bench_app(guarded: Callable) -> typer.Typer:
         Example: unetkit bench speed --json
         """
         if ctx.invoked_subcommand is None:
-            _speed(as_json, quick, batch, size, threads, levers, compile, rounds, out)
+            _speed(as_json, quick, batch, size, threads, levers, compile, rounds, out,
+                   precision)
 
     @bench.command()
     @guarded
     def speed(as_json: JsonOpt = False, quick: QuickOpt = False, batch: BatchOpt = 8,
               size: SizeOpt = "128", threads: ThreadsOpt = None, levers: LeversOpt = True,
               compile: CompileOpt = None, rounds: RoundsOpt = None,
-              out: OutOpt = Path("runs/bench")) -> None:
+              out: OutOpt = Path("runs/bench"), precision: PrecisionOpt = "auto") -> None:
         """Train/infer images/s and peak memory of unetkit beside plain PyTorch and smp.
 
         Interleaved in one run on the same inputs; ratio = unetkit / reference (> 1: unetkit
@@ -105,7 +114,7 @@ def make_bench_app(guarded: Callable) -> typer.Typer:
 
         Example: unetkit bench speed --json
         """
-        _speed(as_json, quick, batch, size, threads, levers, compile, rounds, out)
+        _speed(as_json, quick, batch, size, threads, levers, compile, rounds, out, precision)
 
     @bench.command()
     @guarded

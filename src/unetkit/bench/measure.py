@@ -21,7 +21,7 @@ from typing import Any
 
 import torch
 
-from unetkit.device import cpu_model  # noqa: F401  (re-exported for the bench)
+from unetkit.device import cpu_flags, cpu_model  # noqa: F401  (re-exported for the bench)
 
 
 def _status_kb(key: str) -> int | None:
@@ -209,20 +209,6 @@ def sig(x: float, digits: int = 4) -> float:
 
 def ratio(num: float, den: float) -> float | None:
     return round(num / den, 3) if den else None
-
-
-def cpu_flags() -> list[str]:
-    """The SIMD flags that matter for CPU kernels (avx2, avx512*, amx*, fma)."""
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("flags"):
-                    flags = line.split(":", 1)[1].split()
-                    return sorted(f for f in set(flags) if f.startswith(("avx", "amx", "fma",
-                                                                         "f16c", "vnni")))
-    except OSError:
-        pass
-    return []
 
 
 def load_average() -> list[float] | None:

@@ -75,6 +75,7 @@ class SpeedOptions:
     data_image_size: int | None = None  # None = 256 (quick: 64)
     device: str | None = None
     quiet: bool = False
+    precision: str = "auto"  # unetkit's training and predict precision (auto: as fit/predict)
 
     def resolved(self) -> SpeedOptions:
         q = self.quick
@@ -362,7 +363,7 @@ def run_family(fam: Family, device: torch.device, opts: SpeedOptions
     from unetkit.device import resolve_precision
     from unetkit.models.registry import build_model
 
-    precision = resolve_precision("auto", device)
+    precision = resolve_precision(opts.precision, device)
     say(f"{fam.key}: building models", opts.quiet)
     torch.manual_seed(0)
     uk = build_model(fam.unetkit_name, **fam.unetkit_options)
@@ -394,16 +395,18 @@ def run_family(fam: Family, device: torch.device, opts: SpeedOptions
     say(f"{fam.key}: training, batch {opts.batch} at {opts.size[0]}x{opts.size[1]}",
         opts.quiet)
     ref_runner = ReferenceRunner(ref, device)
-    uk_trainer = UnetkitTrainer(uk, device)
+    uk_trainer = UnetkitTrainer(uk, device, precision=opts.precision)
     train_vs = [Variant("reference", lambda: ref_runner.train_step(x, y), opts.batch),
                 Variant("unetkit", lambda: uk_trainer.train_step(x, y), opts.batch)]
     for key, model in extras.items():
-        t = UnetkitTrainer(model, device)
+        t = UnetkitTrainer(model, device, precision=opts.precision)
         train_vs.append(Variant(key, lambda t=t: t.train_step(x, y), opts.batch))
     if opts.levers:
-        nchw = UnetkitTrainer(copy.deepcopy(uk), device, channels_last=False)
+        nchw = UnetkitTrainer(copy.deepcopy(uk), device, channels_last=False,
+                              precision=opts.precision)
         train_vs.append(Variant("nchw", lambda: nchw.train_step(x, y), opts.batch))
-        clw = UnetkitTrainer(copy.deepcopy(uk).to(memory_format=torch.channels_last), device)
+        clw = UnetkitTrainer(copy.deepcopy(uk).to(memory_format=torch.channels_last), device,
+                             precision=opts.precision)
         train_vs.append(Variant("channels_last_model", lambda: clw.train_step(x, y),
                                 opts.batch))
     interleave(train_vs, device, opts.rounds, f"{fam.key} train", opts.quiet,
@@ -430,11 +433,11 @@ def run_family(fam: Family, device: torch.device, opts: SpeedOptions
     say(f"{fam.key}: inference, batch {opts.batch} at {opts.size[0]}x{opts.size[1]}",
         opts.quiet)
     ref_eval = ReferenceRunner(ref, device)
-    uk_fwd = predictor_forward(copy.deepcopy(trained), device)
+    uk_fwd = predictor_forward(copy.deepcopy(trained), device, opts.precision)
     infer_vs = [Variant("reference", lambda: ref_eval.infer(x), opts.batch),
                 Variant("unetkit", lambda: uk_fwd(x), opts.batch)]
     for key, model in extras.items():
-        fwd = predictor_forward(model, device)
+        fwd = predictor_forward(model, device, opts.precision)
         infer_vs.append(Variant(key, lambda fwd=fwd: fwd(x), opts.batch))
     info: dict[str, dict[str, Any]] = {}
     if opts.levers:
@@ -579,7 +582,7 @@ def run_speed(opts: SpeedOptions | None = None) -> dict[str, Any]:
         result["settings"] = {
             "device": device.type, "threads": torch.get_num_threads(),
             "threads_chosen_by": chosen_by, "interop_threads": torch.get_num_interop_threads(),
-            "precision": resolve_precision("auto", device),
+            "precision": resolve_precision(opts.precision, device),
             "memory_format": "unetkit: channels_last inputs (SegmentationModule(channels_"
                              "last=True), Predictor._forward); references: NCHW",
             "compile": False, "compile_lever": bool(opts.compile),

@@ -161,7 +161,8 @@ def evaluate_samples(predictor: Predictor, samples: list[Sample], spec: MaskSpec
                 row[f"hd95_{predictor.class_names[c]}"] = hd95_fn(pred == c, truth == c)
         rows.append(row)
     metrics = {"images": len(samples), **summarise(total, predictor.class_names,
-                                                    predictor.binary)}
+                                                    predictor.binary),
+               "engine": predictor.engine, "precision": predictor.precision}
     if hd95 and rows:
         for c in range(1, k):
             key = f"hd95_{predictor.class_names[c]}"
@@ -193,11 +194,12 @@ def evaluate(model: Any, data: str | Path, split: str = "auto", format: str = "a
              run_dir: Path | None = None, tta: bool = False, tile: int | None = None,
              quiet: bool = True, hd95: bool = False, device: str | None = None,
              postprocess: Any = None, instances: bool = False, split_touching: bool = True,
-             engine: str = "torch") -> Evaluation:
+             engine: str = "torch", precision: str = "auto") -> Evaluation:
     """Evaluate a loaded model on a data folder; see the module docstring for the semantics.
 
     `model` is a PyTorch model or an OnnxEngine; `engine="onnx"` runs a PyTorch model on
-    onnxruntime (exported in memory)."""
+    onnxruntime (exported in memory). `precision` "auto" is float32 on every machine, so the
+    metrics do not depend on the CPU; the JSON records the engine and precision used."""
     meta = getattr(model, "unetkit_meta", {}) or {}
     fmt = format if format != "auto" else meta.get("data_format", "auto")
     try:
@@ -213,7 +215,8 @@ def evaluate(model: Any, data: str | Path, split: str = "auto", format: str = "a
         trained_on = (yaml.safe_load((run_dir / "config.yaml").read_text()) or {}).get("data")
         same = trained_on is not None and Path(trained_on).resolve() == Path(data).resolve()
     samples, used = choose_samples(spec.samples, split, run_dir, same)
-    predictor = Predictor(model, device=device, tta=tta, tile=tile, engine=engine)
+    predictor = Predictor(model, device=device, tta=tta, tile=tile, engine=engine,
+                          precision=precision, purpose="evaluate")
     result = evaluate_samples(predictor, samples, mask_spec_of(model), quiet, hd95, postprocess,
                               instances, split_touching)
     result.split = used

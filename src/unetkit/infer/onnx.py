@@ -143,13 +143,21 @@ class ExportResult:
     metadata: dict[str, str]
     max_abs_diff: float  # logits, random input at a size other than the traced one
     image_max_abs_diff: float | None = None  # logits, the given real image
+    precision: str = "32"  # PyTorch's precision in the mask comparison below
+    image_mask_agreement: float | None = None  # PyTorch at `precision` vs ONNX, that image
     dynamic: bool = True
     notes: list[str] = field(default_factory=list)
 
 
-def _torch_logits(model: nn.Module, x: torch.Tensor) -> np.ndarray:
-    with torch.inference_mode():
+def _torch_logits(model: nn.Module, x: torch.Tensor, precision: str = "32") -> np.ndarray:
+    from unetkit.device import autocast_context
+
+    with torch.inference_mode(), autocast_context(torch.device("cpu"), precision):
         return model(x).float().numpy()
+
+
+def _masks(logits: np.ndarray) -> np.ndarray:
+    return logits[:, 0] > 0 if logits.shape[1] == 1 else logits.argmax(1)
 
 
 def _image_input(model: nn.Module, image: np.ndarray, name: str) -> torch.Tensor:
@@ -176,14 +184,18 @@ def _image_input(model: nn.Module, image: np.ndarray, name: str) -> torch.Tensor
 
 def export_onnx(model: nn.Module, opset: int = OPSET, check_image: np.ndarray | None = None,
                 image_name: str = "the check image", tolerance: float = TOLERANCE,
-                seed: int = 0) -> ExportResult:
+                seed: int = 0, precision: str = "auto") -> ExportResult:
     """Export to ONNX bytes with metadata and verify them against PyTorch.
 
-    Raises UnetkitError when onnxruntime's logits differ from PyTorch's by more than
+    Raises UnetkitError when onnxruntime's logits differ from float32 PyTorch's by more than
     `tolerance` (max abs) on a random batch at a size other than the traced one, or on
-    `check_image` (HxWxC uint8) when given. Nothing is written; see `write_onnx`.
+    `check_image` (HxWxC uint8) when given. The graph is float32; with `check_image`, the
+    share of pixels whose mask agrees between PyTorch at `precision` ("auto": 32) and the
+    export is reported too. Nothing is written; see `write_onnx`.
     """
     import onnx
+
+    from unetkit.device import resolve_precision
 
     arch = getattr(model, "unetkit_arch", {}) or {}
     if arch.get("name") == "unet3d":
@@ -222,11 +234,14 @@ def export_onnx(model: nn.Module, opset: int = OPSET, check_image: np.ndarray | 
     check = torch.randn(_trace_shape(net, channels, second=True),
                         generator=torch.Generator().manual_seed(seed + 1))
     diff = _max_diff(_torch_logits(net, check), engine.logits(check), "a random input")
-    result = ExportResult(data, metadata, diff)
+    result = ExportResult(data, metadata, diff,
+                          precision=resolve_precision(precision, torch.device("cpu"), "export"))
     if check_image is not None:
         x = _image_input(net, check_image, image_name)
-        result.image_max_abs_diff = _max_diff(_torch_logits(net, x), engine.logits(x),
-                                              image_name)
+        exported = engine.logits(x)
+        result.image_max_abs_diff = _max_diff(_torch_logits(net, x), exported, image_name)
+        reference = _masks(_torch_logits(net, x, result.precision))
+        result.image_mask_agreement = float((reference == _masks(exported.numpy())).mean())
     worst = max(diff, result.image_max_abs_diff or 0.0)
     if not worst <= tolerance:
         raise UnetkitError(f"The ONNX export differs from PyTorch by {worst:.3g} (max abs "

@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 
 from unetkit.data.readers import match_channels
-from unetkit.device import autocast_context, pick_device
+from unetkit.device import autocast_context, check_precision, pick_device, resolve_precision
 from unetkit.errors import UnetkitError, UsageError
 from unetkit.infer.tiling import sliding_window
 
@@ -45,26 +45,35 @@ class Predictor:
     onnxruntime InferenceSession of a `unetkit export` file. `engine="onnx"` exports a
     PyTorch model in memory and runs it on onnxruntime. The engine only changes the function
     that maps a normalised batch to logits; scaling, tiling, TTA and thresholding are shared.
+    `precision` "auto" resolves per `purpose` (see `unetkit.device.resolve_precision`): masks
+    may run in bf16 where the CPU has it natively, evaluation always in float32; onnxruntime
+    runs float32 only. The resolved value is `self.precision`.
     """
 
     def __init__(self, model: Any, device: str | torch.device | None = None,
                  tile: int | None = None, overlap: float = 0.25, tta: bool = False,
                  batch_size: int = 4, precision: str = "auto", engine: str = "torch",
-                 fold_bn: bool = True) -> None:
+                 fold_bn: bool = True, purpose: str = "predict") -> None:
         from unetkit.infer import onnx as onnx_engine
 
         if engine not in ("torch", "onnx"):
             raise UsageError(f"--engine {engine!r} is unknown; use torch or onnx.")
+        check_precision(precision)
         if onnx_engine.is_session(model):
             model = onnx_engine.OnnxEngine(model)
         elif engine == "onnx" and not onnx_engine.is_engine(model):
             model = onnx_engine.OnnxEngine.from_module(model)
         self.engine = "onnx" if onnx_engine.is_engine(model) else "torch"
         if self.engine == "onnx":
+            if precision not in ("auto", "32"):
+                raise UsageError(f"--precision {precision} runs on the torch engine only; "
+                                 f"--engine onnx runs float32 (use --precision 32 or auto).")
             self.device = torch.device("cpu")  # onnxruntime takes and returns host arrays
             self.model = model
+            self.precision = "32"
         else:
             self.device = pick_device(device)
+            self.precision = resolve_precision(precision, self.device, purpose)
             self.model = _fold_for_inference(model.to(self.device).eval(), self.device) \
                 if fold_bn else model.to(self.device).eval()
         self.meta = dict(getattr(model, "unetkit_meta", {}) or {})
@@ -76,7 +85,6 @@ class Predictor:
         self.std = torch.tensor(norm.get("std", [0.25] * self.channels)).view(-1, 1, 1)
         self.tile = tile
         self.overlap, self.tta, self.batch_size = overlap, tta, batch_size
-        self.precision = precision
         self.margin_fn = getattr(model, "output_margin", None)
         self.grid = onnx_engine.pooling_grid(model)  # tiles start on this grid
 

@@ -29,7 +29,7 @@ def write_report(out: Path, data: PreparedData, splits: dict[str, list[str]],
     model = load_model(out)
     wanted = set(splits.get("val") or splits.get("train", []))
     samples = [s for s in data.spec.samples if s.name in wanted]
-    predictor = Predictor(model)
+    predictor = Predictor(model, purpose="evaluate")  # float32: the same on every machine
     result = evaluate_samples(predictor, samples, data.mask, quiet=True)
     metrics = {"split": "val", **result.metrics,
                "best_epoch": model.unetkit_meta.get("best_epoch")}
