@@ -16,9 +16,9 @@ __all__ = ["FitConfig", "build_model", "evaluate", "fit", "load_model", "predict
 
 def fit(config: FitConfig, quiet: bool = False) -> Any:
     """Train to `config`; returns a FitResult with the run directory and validation metrics."""
-    from unetkit.train.fit import fit as _fit
+    from unetkit.pipeline import run_fit
 
-    return _fit(config, quiet=quiet)
+    return run_fit(config, quiet=quiet)
 
 
 def predict(model: Any, images: list[np.ndarray], tile: int | None = None, tta: bool = False,

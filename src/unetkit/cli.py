@@ -72,7 +72,7 @@ def fit(ctx: typer.Context,
     Self-configuring: unetkit fit --data data/membrane --auto --budget 10m
     """
     from unetkit.config import FitConfig
-    from unetkit.train.fit import fit as run_fit
+    from unetkit.pipeline import fit_planned, run_fit
 
     if resume is not None:
         if not (resume / "config.yaml").is_file():
@@ -83,8 +83,6 @@ def fit(ctx: typer.Context,
         return
     config = fit_options(**options, ctx=ctx)
     if auto or plan is not None:
-        from unetkit.train.auto import fit_planned
-
         if plan is not None and not plan.is_file():
             raise UsageError(f"--plan {plan} does not exist.")
         keep = {k for k in options if (src := ctx.get_parameter_source(k)) is not None

@@ -91,6 +91,13 @@ def resolve_precision(precision: str, device: torch.device, purpose: str = "trai
     return "bf16-mixed" if cpu_has_bf16() else "32"
 
 
+def is_first_process() -> bool:
+    """False in every process a distributed launcher (Lightning DDP, torchrun, SLURM) started
+    besides the first: run-directory locks and one-off messages belong to the first only."""
+    return all(os.environ.get(k, "0") in ("", "0")
+               for k in ("RANK", "LOCAL_RANK", "NODE_RANK", "SLURM_PROCID"))
+
+
 def autocast_context(device: torch.device, precision: str) -> Any:
     """The autocast region for an already resolved precision (32: none)."""
     if precision == "bf16-mixed":

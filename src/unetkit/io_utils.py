@@ -1,20 +1,64 @@
-"""Atomic file writes: a crash never leaves a half-written checkpoint, artifact or output."""
+"""Safe output: atomic writes, run-directory locks and checks that name the path at fault.
+
+A crash or kill never leaves a half-written checkpoint, artifact or output (temp file, then
+rename); a full disk or a read-only folder ends in one sentence naming the file, with the
+previous version of it intact.
+"""
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
+from unetkit.errors import UnetkitError
+
+TEMP_SUFFIX = ".tmp"
+LOCK_NAME = ".unetkit.lock"
+
+
+def _why(exc: OSError) -> str:
+    if exc.errno == errno.ENOSPC:
+        return "no space left on the device"
+    if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return "permission denied (the folder is read-only)"
+    return exc.strerror or type(exc).__name__
+
+
+def ensure_dir(path: str | Path, label: str | None = None) -> Path:
+    """Create `path` as a folder, or say in one sentence (naming `label`) why it cannot be."""
+    path = Path(path)
+    label = label or str(path)
+    for parent in (path, *path.parents):
+        if parent.exists() and not parent.is_dir():
+            raise UnetkitError(f"{label} cannot be created: {parent} is a file, not a folder.")
+        if parent.exists():
+            break
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UnetkitError(f"{label} cannot be created: {_why(exc)}.") from exc
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise UnetkitError(f"{label} is not writable: permission denied.")
+    return path
+
 
 @contextlib.contextmanager
 def atomic_path(path: str | Path) -> Iterator[Path]:
-    """Yield a temp path beside `path`; on success rename it over `path`, else delete it."""
+    """Yield a temp path beside `path`; on success rename it over `path`, else delete it.
+
+    An OSError while writing (disk full, read-only folder) becomes one UnetkitError naming
+    `path`; whatever `path` held before is left as it was.
+    """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        ensure_dir(path.parent, f"The folder for {path}")
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TEMP_SUFFIX, dir=path.parent)
+    except OSError as exc:
+        raise UnetkitError(f"Could not write {path}: {_why(exc)}.") from exc
     os.close(fd)
     tmp_path = Path(tmp)
     try:
@@ -23,9 +67,12 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
         os.umask(umask)
         os.chmod(tmp_path, 0o666 & ~umask)  # mkstemp makes 0600; outputs are ordinary files
         os.replace(tmp_path, path)
+    except OSError as exc:
+        raise UnetkitError(f"Could not write {path}: {_why(exc)}; nothing was replaced.") \
+            from exc
     finally:
-        if tmp_path.exists():
-            tmp_path.unlink()
+        with contextlib.suppress(OSError):
+            tmp_path.unlink(missing_ok=True)
 
 
 def atomic_write_text(path: str | Path, text: str) -> None:
@@ -36,3 +83,46 @@ def atomic_write_text(path: str | Path, text: str) -> None:
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:
     with atomic_path(path) as tmp:
         tmp.write_bytes(data)
+
+
+def remove_stale_temps(*folders: Path) -> list[Path]:
+    """Delete the temp files a killed process left beside its outputs (never read)."""
+    removed = []
+    for folder in folders:
+        if folder.is_dir():
+            for p in folder.glob(f".*{TEMP_SUFFIX}"):
+                with contextlib.suppress(OSError):
+                    p.unlink()
+                    removed.append(p)
+    return removed
+
+
+@contextlib.contextmanager
+def run_lock(run_dir: str | Path) -> Iterator[Path]:
+    """Hold an exclusive lock on a run directory; a second holder fails at once, naming it.
+
+    An OS lock (flock): released when the process ends, even by SIGKILL, so no stale lock.
+    """
+    run_dir = ensure_dir(run_dir, f"--out {run_dir}")
+    lock = run_dir / LOCK_NAME
+    try:
+        import fcntl
+    except ImportError:  # Windows: no advisory locks here; proceed unlocked
+        yield lock
+        return
+    with open(lock, "a+") as f:
+        try:
+            fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            f.seek(0)
+            holder = f.read().strip() or "another process"
+            raise UnetkitError(f"{run_dir} is in use by another unetkit fit ({holder}); wait "
+                               f"for it to end or choose another --out (lock: {lock}).") from None
+        f.seek(0)
+        f.truncate()
+        f.write(f"process {os.getpid()}")
+        f.flush()
+        try:
+            yield lock
+        finally:
+            fcntl.flock(f.fileno(), fcntl.LOCK_UN)

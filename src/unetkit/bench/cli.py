@@ -118,6 +118,23 @@ def make_bench_app(guarded: Callable) -> typer.Typer:
 
     @bench.command()
     @guarded
+    def precision(model: Annotated[Path, typer.Argument(help="Run or model artifact "
+                                                        "directory.")],
+                  inputs: Annotated[list[str], typer.Argument(help="Images, folders or "
+                                                              "globs.")],
+                  limit: Annotated[int, typer.Option(help="At most this many images.")] = 20,
+                  as_json: JsonOpt = False, out: OutOpt = Path("runs/bench")) -> None:
+        """Mask agreement and speed of bf16-mixed against float32 for a trained model.
+
+        Example: unetkit bench precision runs/membrane data/membrane/images
+        """
+        from unetkit.bench.precision import format_precision, run_precision
+
+        _emit(run_precision(model, inputs, limit, quiet=as_json), as_json, format_precision,
+              out, "bench_precision.json")
+
+    @bench.command()
+    @guarded
     def data(as_json: JsonOpt = False,
              images: Annotated[int, typer.Option(help="Synthetic images to write.")] = 64,
              image_size: Annotated[int, typer.Option(help="Their side in pixels.")] = 256,

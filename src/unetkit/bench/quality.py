@@ -115,7 +115,7 @@ def run_quality(budget: str = "5m", data: str | Path | None = None,
             config = FitConfig(data=str(data), max_time=budget, out=str(tmp / "run"),
                                format_options=dict(format_options or {}))
             if auto:
-                from unetkit.train.auto import fit_planned
+                from unetkit.pipeline import fit_planned
 
                 run = fit_planned(config, budget, None, keep=set(), quiet=quiet)
             else:

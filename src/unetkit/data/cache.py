@@ -123,7 +123,10 @@ def build_cache(samples: list[Sample], spec: MaskSpec, scale: float | str = 1.0,
     settings = {"scale": scale}
     directory = cache_root() / cache_key(samples, spec, settings)
     if (directory / "index.json").is_file():
-        return _checked(ArrayCache(directory), len(samples))
+        cache = _complete(directory)
+        if cache is not None:
+            return _checked(cache, len(samples))
+        shutil.rmtree(directory, ignore_errors=True)  # damaged (e.g. disk full): rebuild
     tmp = directory.with_name(directory.name + f".tmp{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
@@ -155,6 +158,19 @@ def build_cache(samples: list[Sample], spec: MaskSpec, scale: float | str = 1.0,
     except OSError:  # another process built it first
         shutil.rmtree(tmp, ignore_errors=True)
     return _checked(ArrayCache(directory), len(samples))
+
+
+def _complete(directory: Path) -> ArrayCache | None:
+    """The cache in `directory` if its index reads and its files hold every byte it lists."""
+    try:
+        cache = ArrayCache(directory)
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    image_bytes = sum(h * w * c for h, w, c in cache.shapes)
+    mask_bytes = sum(h * w for h, w, _ in cache.shapes)
+    if cache._images.size != image_bytes or cache._masks.size != mask_bytes:
+        return None
+    return cache
 
 
 def _checked(cache: ArrayCache, total: int) -> ArrayCache:

@@ -8,7 +8,7 @@ import torch.nn.functional as F
 
 from unetkit.data.formats.base import MaskSpec, Sample
 from unetkit.data.masks import to_class_index
-from unetkit.data.readers import read_image, read_raw_mask
+from unetkit.data.readers import orientation_hint, read_image, read_raw_mask
 from unetkit.data.transforms import IGNORE
 from unetkit.errors import UnetkitError
 
@@ -85,7 +85,9 @@ def load_pair(sample: Sample, spec: MaskSpec, scale: float | str = 1.0
     image = read_sample_image(sample)
     mask = read_mask(sample, spec, image.shape[:2])
     if image.shape[:2] != mask.shape[:2]:
+        hint = "" if sample.region is not None else orientation_hint(
+            sample.image, image.shape[:2], sample.mask, mask.shape[:2])
         raise UnetkitError(f"{mask_label(sample)} is {mask.shape[1]}x{mask.shape[0]} "
                            f"but its image {sample.image.name} is "
-                           f"{image.shape[1]}x{image.shape[0]} (mask size mismatch).")
+                           f"{image.shape[1]}x{image.shape[0]} (mask size mismatch{hint}).")
     return resize_pair(image, mask, scaled_size(image.shape, scale))

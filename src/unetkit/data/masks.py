@@ -66,11 +66,29 @@ def to_class_index(raw: np.ndarray, spec: MaskSpec, name: str = "mask") -> np.nd
         return out
     # index masks
     out = raw.astype(np.int64)
-    valid = out < spec.num_classes
-    if spec.ignore_index is not None:
-        valid |= out == spec.ignore_index
-    if not valid.all():
+    bad = values_outside(out, spec.num_classes, spec.ignore_index)
+    if bad:
         ignore = "" if spec.ignore_index is None else f", {spec.ignore_index} = ignore"
-        raise UnetkitError(f"{name} has value {int(out[~valid][0])} but the data set declares "
+        raise UnetkitError(f"{name} has {describe_values(bad)} but the data set declares "
                            f"{spec.num_classes} classes (0..{spec.num_classes - 1}{ignore}).")
     return out.astype(np.uint8)
+
+
+def values_outside(raw: np.ndarray, num_classes: int, ignore_index: int | None = None
+                   ) -> list[int]:
+    """The distinct values of an index mask that are no class id 0..num_classes-1 (or ignore)."""
+    valid = (raw >= 0) & (raw < num_classes)
+    if ignore_index is not None:
+        valid |= raw == ignore_index
+    return [] if valid.all() else [int(v) for v in np.unique(raw[~valid])]
+
+
+def describe_values(values: list[int], limit: int = 5) -> str:
+    """'value 7' or 'values 5, 7 and 9' (the first `limit`, then how many more)."""
+    if len(values) == 1:
+        return f"value {values[0]}"
+    shown = ", ".join(str(v) for v in values[:limit])
+    more = f" and {len(values) - limit} more" if len(values) > limit else ""
+    if not more:
+        shown = ", ".join(str(v) for v in values[:-1]) + f" and {values[-1]}"
+    return f"values {shown}{more}"

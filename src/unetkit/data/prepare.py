@@ -10,7 +10,7 @@ import numpy as np
 from unetkit.data.cache import ArrayCache, BadSample, build_cache
 from unetkit.data.formats import DatasetSpec, MaskSpec, open_dataset
 from unetkit.data.loading import read_sample_raw_mask
-from unetkit.data.masks import infer_mask_spec
+from unetkit.data.masks import describe_values, infer_mask_spec, values_outside
 from unetkit.errors import UnetkitError
 
 MASK_SAMPLE = 16
@@ -46,11 +46,17 @@ def resolve_mask_spec(spec: DatasetSpec) -> MaskSpec:
             continue  # reported by the validation pass with its file name
     if not raws:
         raise UnetkitError(f"None of the masks in {spec.root} could be read.")
-    return apply_class_names(infer_mask_spec(raws, names), spec.root)
+    return apply_class_names(infer_mask_spec(raws, names), spec.root,
+                             list(zip(names, raws, strict=True)))
 
 
-def apply_class_names(mask: MaskSpec, root: Path) -> MaskSpec:
-    """Name the classes from root/classes.txt (one name per line, class 0 first) if present."""
+def apply_class_names(mask: MaskSpec, root: Path,
+                      sampled: list[tuple[str, np.ndarray]] | None = None) -> MaskSpec:
+    """Name the classes from root/classes.txt (one name per line, class 0 first) if present.
+
+    `sampled` (mask file, raw mask) pairs let a value beyond the listed classes be reported
+    with the mask that holds it.
+    """
     path = Path(root) / CLASSES_FILE
     if not path.is_file():
         return mask
@@ -59,6 +65,10 @@ def apply_class_names(mask: MaskSpec, root: Path) -> MaskSpec:
         raise UnetkitError(f"{path} lists {len(names)} classes but the masks are binary "
                            "(expected 2 names: background and foreground).")
     if mask.kind == "index" and len(names) < mask.num_classes:
+        for name, raw in sampled or []:
+            if bad := values_outside(raw, len(names)):
+                raise UnetkitError(f"{name} has {describe_values(bad)} but {path} lists "
+                                   f"{len(names)} classes (values 0..{len(names) - 1}).")
         raise UnetkitError(f"{path} lists {len(names)} classes but the masks hold values up "
                            f"to {mask.num_classes - 1}.")
     mask.class_names = names

@@ -19,7 +19,7 @@ from unetkit.infer.overlay import colorize, overlay
 from unetkit.infer.postprocess import keep_largest as keep_largest_fn
 from unetkit.infer.postprocess import label_instances, remove_small
 from unetkit.infer.predict import Predictor
-from unetkit.io_utils import atomic_path
+from unetkit.io_utils import atomic_path, ensure_dir
 from unetkit.progress import progress
 
 
@@ -103,7 +103,7 @@ def predict_files(predictor: Predictor, paths: list[Path], out: Path, threshold:
     `rle_writer` (an open RleWriter) gets one row per image, foreground = any class > 0;
     `instances` also writes `<stem>_instances.tif`, 16-bit object labels of the foreground.
     """
-    out.mkdir(parents=True, exist_ok=True)
+    ensure_dir(out, f"--out {out}")
     result = BatchResult()
     names = predictor.class_names
     for path in progress(paths, total=len(paths), desc="Predicting", disable=quiet or

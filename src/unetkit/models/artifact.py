@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import SafetensorError
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 from torch import nn
 
@@ -23,6 +23,7 @@ from unetkit.models.registry import build_model
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
 FORMAT_VERSION = 1
+EMBEDDED_KEY = "unetkit_config"  # the config.json text, inside the weights file
 
 
 def default_meta(model: nn.Module) -> dict[str, Any]:
@@ -51,10 +52,13 @@ def save_model(model: nn.Module, directory: str | Path, meta: dict[str, Any] | N
     directory.mkdir(parents=True, exist_ok=True)
     meta = {**default_meta(model), **(getattr(model, "unetkit_meta", None) or {}), **(meta or {})}
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    with atomic_path(directory / WEIGHTS_NAME) as tmp:
-        save_file(state, str(tmp), metadata={"format": "pt"})
     config = {"format_version": FORMAT_VERSION, "architecture": model.unetkit_arch, **meta}
-    atomic_write_text(directory / CONFIG_NAME, json.dumps(config, indent=1))
+    text = json.dumps(config, indent=1)
+    # the weights carry their own config: a kill between the two renames cannot pair new
+    # weights with an old config.json (load_model trusts the weights' copy)
+    with atomic_path(directory / WEIGHTS_NAME) as tmp:
+        save_file(state, str(tmp), metadata={"format": "pt", EMBEDDED_KEY: text})
+    atomic_write_text(directory / CONFIG_NAME, text)
     return directory
 
 
@@ -72,19 +76,26 @@ def find_artifact(path: str | Path) -> Path:
 def load_model(path: str | Path, map_location: str | torch.device = "cpu") -> nn.Module:
     """Rebuild a model from a run directory or artifact directory, in eval mode."""
     directory = find_artifact(path)
-    try:
-        config = json.loads((directory / CONFIG_NAME).read_text())
-        arch = config["architecture"]
-        name, options = arch["name"], arch["options"]
-    except (json.JSONDecodeError, KeyError, TypeError) as exc:
-        raise UnetkitError(f"{directory / CONFIG_NAME} is damaged ({exc}).") from exc
     weights = directory / WEIGHTS_NAME
     if not weights.is_file():
         raise UnetkitError(f"{weights} is missing; the model artifact is incomplete.")
     try:
         state = load_file(str(weights), device=str(map_location))
+        with safe_open(str(weights), "pt") as f:
+            embedded = (f.metadata() or {}).get(EMBEDDED_KEY)
     except (SafetensorError, OSError, ValueError) as exc:
         raise UnetkitError(f"{weights} is damaged ({exc}).") from exc
+    source = weights if embedded else directory / CONFIG_NAME
+    try:
+        config = json.loads(embedded or (directory / CONFIG_NAME).read_text())
+        arch = config["architecture"]
+        name, options = arch["name"], arch["options"]
+    except (json.JSONDecodeError, KeyError, TypeError) as exc:
+        raise UnetkitError(f"{source} holds a damaged model config ({exc}).") from exc
+    version = config.get("format_version", 1)
+    if not isinstance(version, int) or version > FORMAT_VERSION:
+        raise UnetkitError(f"{source} is artifact format {version}, newer than this unetkit "
+                           f"reads ({FORMAT_VERSION}); upgrade unetkit to load it.")
     options = {k: v for k, v in options.items() if k not in ("encoder_weights",)}
     model = build_model(name, **options, **({"encoder_weights": None}
                                             if "encoder_weights" in arch["options"] else {}))

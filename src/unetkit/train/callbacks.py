@@ -6,11 +6,13 @@ import csv
 import io
 import math
 import os
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import lightning as L
 import torch
+from lightning.pytorch.callbacks import Timer
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
 from unetkit.io_utils import atomic_path, atomic_write_text
@@ -18,17 +20,24 @@ from unetkit.models.artifact import save_model
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
-    """Write each checkpoint to a temp file and rename: a kill never leaves a torn file."""
+    """Write each checkpoint to a temp file and rename: a kill never leaves a torn file.
+
+    Streams straight into the temp file (no in-memory copy of the checkpoint)."""
 
     def save_checkpoint(self, checkpoint: dict[str, Any], path: Any,
                         storage_options: Any | None = None) -> None:
-        with atomic_path(path) as tmp:
-            buffer = io.BytesIO()
-            torch.save(checkpoint, buffer)
-            with open(tmp, "wb") as f:
-                f.write(buffer.getvalue())
-                f.flush()
-                os.fsync(f.fileno())
+        with atomic_path(path) as tmp, open(tmp, "wb") as f:
+            torch.save(checkpoint, f)
+            f.flush()
+            os.fsync(f.fileno())
+
+
+def training_clock(max_time: float | None) -> Timer:
+    """The one training clock: it stops a --max-time run, the LR schedule reads it
+    (`SegmentationModule.time_used`), and it is saved in and restored from every checkpoint,
+    so a resumed run keeps its place in the budget."""
+    return Timer(timedelta(seconds=max_time) if max_time else None, interval="step",
+                 verbose=False)
 
 
 class ArtifactOnBest(L.Callback):

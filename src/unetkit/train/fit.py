@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import random
 import sys
 from dataclasses import dataclass
-from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -20,14 +20,22 @@ from unetkit.data.dataset import SegmentationDataset, channel_stats
 from unetkit.data.prepare import PreparedData, foreground_strata, peek_sizes, prepare
 from unetkit.data.splits import load_splits, make_splits, save_splits
 from unetkit.data.transforms import build_transforms
-from unetkit.device import pick_device
+from unetkit.device import is_first_process, pick_device
 from unetkit.errors import UnetkitError, UsageError
-from unetkit.io_utils import atomic_write_text
+from unetkit.io_utils import atomic_write_text, remove_stale_temps, run_lock
 from unetkit.models.registry import build_model
+from unetkit.progress import plain_output
 from unetkit.train import defaults
-from unetkit.train.callbacks import ArtifactOnBest, AtomicCheckpointIO, ImageGridLogger, MetricsCsv
+from unetkit.train.callbacks import (
+    ArtifactOnBest,
+    AtomicCheckpointIO,
+    ImageGridLogger,
+    MetricsCsv,
+    training_clock,
+)
 from unetkit.train.losses import build_loss
 from unetkit.train.module import SegmentationModule
+from unetkit.train.progress_log import PlainProgress
 
 DEFAULT_EPOCHS = 50  # without --epochs or --max-time
 
@@ -126,15 +134,21 @@ def fit(config: FitConfig, quiet: bool = False, resume: bool = False,
         lr_find_only: bool = False, splits: dict[str, list[str]] | None = None) -> FitResult:
     """Train to the config; write the run directory of DESIGN.md; return validation metrics.
 
-    `splits` fixes the train/val/test names (cross-validation folds pass theirs).
+    `splits` fixes the train/val/test names (cross-validation folds pass theirs). One model
+    only: `unetkit.pipeline.run_fit` handles --folds. The run directory is locked while it
+    trains, so a second `fit` on the same --out refuses instead of mixing checkpoints.
     """
-    if config.folds and not resume:
-        from unetkit.train.folds import fit_folds
-
-        return fit_folds(config, quiet)
     out = Path(config.out)
     if not config.data:
         raise UsageError("--data is required: the folder holding the images and masks.")
+    with run_lock(out) if is_first_process() else contextlib.nullcontext():
+        return _fit_locked(config, out, quiet, resume, lr_find_only, splits)
+
+
+def _fit_locked(config: FitConfig, out: Path, quiet: bool, resume: bool, lr_find_only: bool,
+                splits: dict[str, list[str]] | None) -> FitResult:
+    if is_first_process():  # the temp files of a killed run; other ranks may be writing
+        remove_stale_temps(out / "checkpoints", out / "model", out)
     max_time = parse_duration(config.max_time)
     quiet_lightning()
     device = pick_device()
@@ -250,9 +264,11 @@ def fit(config: FitConfig, quiet: bool = False, resume: bool = False,
                                             save_last=True, enable_version_counter=False),
         ArtifactOnBest(out / "model", config.monitor, meta, _mode(config.monitor)),
         MetricsCsv(out / "metrics.csv"), ImageGridLogger(), StepSeeding(config.seed),
+        training_clock(max_time),
     ]
-    if not quiet:
-        callbacks.append(L.pytorch.callbacks.TQDMProgressBar(refresh_rate=1))
+    if not quiet:  # a bar on a terminal; plain lines in logs (SLURM, CI, nohup, pipes)
+        callbacks.append(PlainProgress() if plain_output()
+                         else L.pytorch.callbacks.TQDMProgressBar(refresh_rate=1))
     if config.unfreeze_at is not None:
         from unetkit.train.encoder_schedule import UnfreezeEncoder
 
@@ -263,7 +279,6 @@ def fit(config: FitConfig, quiet: bool = False, resume: bool = False,
                                                            patience=config.patience))
     trainer = L.Trainer(
         max_epochs=max_epochs(config.epochs, max_time),
-        max_time=timedelta(seconds=max_time) if max_time else None,
         accelerator="gpu" if device.type == "cuda" else "cpu", devices=config.devices,
         num_nodes=config.num_nodes, precision=resolved.precision,
         logger=L.pytorch.loggers.TensorBoardLogger(str(out), name="tensorboard", version="",

@@ -8,6 +8,7 @@ from typing import Any
 
 import lightning as L
 import torch
+from lightning.pytorch.callbacks import Timer
 from torch import nn
 
 from unetkit.errors import UsageError
@@ -47,8 +48,7 @@ class SegmentationModule(L.LightningModule):
         self.channels_last = channels_last
         self.train_conf = confusion_metric(num_classes)
         self.val_conf = confusion_metric(num_classes)
-        self._start = time.monotonic()
-        self.time_offset = 0.0  # wall time used by earlier runs of a resumed training
+        self._start = time.monotonic()  # only without a trainer Timer (bench, probe)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.channels_last:
@@ -112,7 +112,16 @@ class SegmentationModule(L.LightningModule):
         self._start = time.monotonic()
 
     def time_used(self) -> float:
-        return time.monotonic() - self._start + self.time_offset
+        """Training wall time so far, earlier runs of a resumed training included.
+
+        The trainer's Timer callback is the one clock (it stops --max-time runs and is
+        restored from the checkpoint); without one, time since training started.
+        """
+        trainer = self._trainer
+        timers = [c for c in trainer.callbacks if isinstance(c, Timer)] if trainer else []
+        if timers:
+            return timers[0].time_elapsed("train")
+        return time.monotonic() - self._start
 
     def configure_optimizers(self) -> Any:
         # all parameters, frozen ones included: an encoder unfrozen later must train too

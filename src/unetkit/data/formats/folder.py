@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import unicodedata
 from pathlib import Path
 
 from unetkit.data.formats.base import IMAGE_EXTENSIONS, DatasetSpec, MaskSpec, Sample
@@ -68,15 +69,23 @@ def detect(root: Path) -> bool:
     return _pair_dirs(root) is not None or bool(_split_dirs(root))
 
 
+def _key(stem: str) -> str:
+    return unicodedata.normalize("NFC", stem).lower()
+
+
 def pair_by_stem(images: list[Path], masks: list[Path], prefix: str = "",
                  suffixes: tuple[str, ...] = MASK_SUFFIXES, **fields: object) -> list[Sample]:
-    """Samples for `images`, each with the mask whose stem is the image's plus a suffix."""
+    """Samples for `images`, each with the mask whose stem is the image's plus a suffix.
+
+    Stems match case-insensitively and in Unicode NFC form, so 'zelle ä.png' pairs with a mask
+    whose name spells the ä decomposed (as files copied from macOS do).
+    """
     by_stem: dict[str, Path] = {}
     for m in masks:
-        by_stem.setdefault(m.stem.lower(), m)
+        by_stem.setdefault(_key(m.stem), m)
     samples, seen = [], set()
     for img in images:
-        stem = img.stem.lower()
+        stem = _key(img.stem)
         found = next((by_stem[stem + s] for s in suffixes if stem + s in by_stem), None)
         name = prefix + (img.name if img.stem in seen else img.stem)  # a.png + a.jpg
         seen.add(img.stem)

@@ -68,7 +68,11 @@ def load(root: Path, grid: str | int | None = None, **options: object) -> Datase
     h, w = _image_size(image)
     mh, mw = _image_size(mask)
     if (mh, mw) != (h, w):
-        raise UnetkitError(f"{mask} is {mw}x{mh} but {image} is {w}x{h} (mask size mismatch).")
+        from unetkit.data.readers import orientation_hint
+
+        hint = orientation_hint(image, (h, w), mask, (mh, mw))
+        raise UnetkitError(f"{mask} is {mw}x{mh} but {image} is {w}x{h} "
+                           f"(mask size mismatch{hint}).")
     if grid is None:
         n = max(2, min(8, min(h, w) // CROP_SIDE))
     else:
