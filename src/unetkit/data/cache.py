@@ -23,7 +23,7 @@ from unetkit.data.loading import load_pair
 from unetkit.errors import UnetkitError
 from unetkit.progress import progress
 
-CACHE_VERSION = 2
+CACHE_VERSION = 3  # 3: EXIF orientation applied, CMYK TIFF and LA decoded as colour/grey
 
 
 def cache_root() -> Path:
