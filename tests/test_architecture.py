@@ -8,20 +8,21 @@ from pathlib import Path
 
 SRC = Path(__file__).resolve().parents[1] / "src" / "unetkit"
 # what each part may import (besides itself and the shared base modules); DESIGN.md's picture
-BASE = {"errors", "io_utils", "progress", "device", "config"}
+BASE = {"errors", "io_utils", "progress", "device", "config", "plotting", "scoring"}
 ALLOWED = {
-    "errors": set(), "io_utils": {"errors"}, "progress": set(), "device": {"errors"},
-    "config": {"errors"},
+    "errors": set(), "io_utils": {"errors"}, "progress": set(), "device": {"errors", "progress"},
+    "config": {"errors", "io_utils"}, "plotting": {"io_utils"}, "scoring": {"errors"},
     "data": BASE,
     "models": BASE,
-    "train": BASE | {"data", "models", "report"},
+    "train": BASE | {"data", "models"},
     "infer": BASE | {"data", "models"},
     "report": BASE | {"data", "models", "infer"},
     "plan": BASE | {"data", "models", "train"},
     "share": BASE | {"data", "models", "infer", "report"},
     "pipeline": BASE | {"data", "models", "train", "infer", "report", "plan"},
     "serve": BASE | {"data", "models", "train", "infer", "report", "plan", "pipeline"},
-    "bench": BASE | {"data", "models", "train", "infer", "report", "plan", "pipeline"},
+    "bench": BASE | {"data", "models", "train", "infer", "report", "plan", "pipeline",
+                     "fit_flags"},
     "demo": BASE | {"data", "models", "train", "infer", "report", "pipeline"},
     "fit_flags": BASE,
     "cli": BASE | {"data", "models", "train", "infer", "report", "plan", "pipeline", "share",

@@ -147,7 +147,7 @@ def evaluate(
     from unetkit.infer.evaluate import write_per_image
     from unetkit.infer.onnx import load_for_engine
     from unetkit.io_utils import atomic_write_text
-    from unetkit.train.report import print_metrics
+    from unetkit.report.run_report import print_metrics
 
     net = load_for_engine(model, engine)
     meta = net.unetkit_meta

@@ -19,13 +19,13 @@ def run_demo(out: Path, epochs: int = 25) -> dict:
                         channels=3, seed=0)
     print(f"Synthetic data set: {DEMO_IMAGES} images of shapes (ellipse, polygon, curve) "
           f"in {data}", file=sys.stderr)
-    from unetkit.train.fit import fit
+    from unetkit.pipeline import run_fit
 
     config = FitConfig(data=str(data), out=str(out), epochs=epochs, size=list(DEMO_SIZE),
                        model="unet", model_options={"filters": 16, "depth": 3, "norm": "batch",
                                                     "dropout": 0.0},
                        batch_size=16, lr=3e-3, max_time="4m")
-    result = fit(config)
+    result = run_fit(config)
     from unetkit.infer.batch import predict_files
     from unetkit.infer.predict import Predictor
     from unetkit.models.artifact import load_model

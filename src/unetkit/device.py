@@ -16,6 +16,7 @@ from typing import Any
 import torch
 
 from unetkit.errors import UsageError
+from unetkit.progress import first_process
 
 PRECISIONS = ("auto", "32", "bf16-mixed", "16-mixed")
 BF16_ENV = "UNETKIT_CPU_BF16"
@@ -94,8 +95,7 @@ def resolve_precision(precision: str, device: torch.device, purpose: str = "trai
 def is_first_process() -> bool:
     """False in every process a distributed launcher (Lightning DDP, torchrun, SLURM) started
     besides the first: run-directory locks and one-off messages belong to the first only."""
-    return all(os.environ.get(k, "0") in ("", "0")
-               for k in ("RANK", "LOCAL_RANK", "NODE_RANK", "SLURM_PROCID"))
+    return first_process()
 
 
 def autocast_context(device: torch.device, precision: str) -> Any:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -22,6 +21,8 @@ from unetkit.errors import UsageError
 from unetkit.io_utils import atomic_write_text
 from unetkit.models.artifact import load_model, save_model
 from unetkit.models.ensemble import ensemble_of
+from unetkit.progress import say
+from unetkit.report.run_report import write_report
 from unetkit.train.fit import FitResult, fit
 
 METRIC_KEYS = ("mean_dice", "mean_iou", "pixel_accuracy", "dice", "iou")
@@ -35,7 +36,16 @@ def run_fit(config: FitConfig, quiet: bool = False, resume: bool = False) -> Fit
     """`fit` or `fit --resume`: K folds when the config asks for them, else one model."""
     if config.folds:
         return fit_folds(config, quiet, resume)
-    return fit(config, quiet=quiet, resume=resume)
+    return fit_and_report(config, quiet, resume)
+
+
+def fit_and_report(config: FitConfig, quiet: bool = False, resume: bool = False,
+                   splits: dict[str, list[str]] | None = None) -> FitResult:
+    """Train one model, then score it at full size and draw the report (first process only)."""
+    result = fit(config, quiet=quiet, resume=resume, splits=splits)
+    if result.main and result.data is not None and result.splits is not None:
+        result.metrics = write_report(result.run_dir, result.data, result.splits, quiet=quiet)
+    return result
 
 
 def _fold_done(run: Path) -> bool:
@@ -68,22 +78,22 @@ def fit_folds(config: FitConfig, quiet: bool = False, resume: bool = False) -> F
     for k, val in enumerate(folds):
         child_dir = out / f"fold_{k}"
         if resume and _fold_done(child_dir):
-            _say(f"fold {k + 1}/{len(folds)}: finished earlier, kept", quiet)
+            say(f"fold {k + 1}/{len(folds)}: finished earlier, kept", quiet)
             results.append(FitResult(child_dir, json.loads(
                 (child_dir / "report" / "summary.json").read_text())))
             continue
-        _say(f"fold {k + 1}/{len(folds)}: {len(val)} validation images", quiet)
+        say(f"fold {k + 1}/{len(folds)}: {len(val)} validation images", quiet)
         child = dataclasses.replace(config, folds=None, out=str(child_dir))
         train = [n for n in pool if n not in set(val)]
         again = resume and (child_dir / "checkpoints" / "last.ckpt").is_file()
-        results.append(fit(child, quiet=quiet, resume=again,
-                           splits={"train": train, "val": val, "test": test}))
+        results.append(fit_and_report(child, quiet, again,
+                                      {"train": train, "val": val, "test": test}))
     members = [load_model(out / f"fold_{k}") for k in range(len(folds))]
     save_model(ensemble_of(members), out / "model",
                {**members[0].unetkit_meta, "folds": len(folds)})
     summary = fold_summary([r.metrics for r in results])
     atomic_write_text(out / "report" / "summary.json", json.dumps(summary, indent=1))
-    _say(f"Cross-validation over {len(folds)} folds: mean Dice "
+    say(f"Cross-validation over {len(folds)} folds: mean Dice "
          f"{summary.get('mean_dice', float('nan')):.4f} ± "
          f"{summary.get('mean_dice_std', float('nan')):.4f}; ensemble in {out / 'model'}", quiet)
     return FitResult(out, summary)
@@ -127,10 +137,6 @@ def fit_planned(config: FitConfig, budget: str | None, plan_path: Path | None,
     out = Path(planned.out)
     out.mkdir(parents=True, exist_ok=True)
     plan.save(out / "plan.yaml")
-    _say(plan.summary(), quiet)
+    say(plan.summary(), quiet)
     return run_fit(planned, quiet=quiet)
 
-
-def _say(msg: str, quiet: bool) -> None:
-    if not quiet:
-        print(msg, file=sys.stderr, flush=True)

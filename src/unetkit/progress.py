@@ -17,6 +17,19 @@ T = TypeVar("T")
 PLAIN_STEPS = 10  # plain lines per loop
 
 
+def say(msg: str, quiet: bool = False) -> None:
+    """A status line on stderr, from the first process only (not once per DDP rank)."""
+    if not quiet and first_process():
+        print(msg, file=sys.stderr, flush=True)
+
+
+def first_process() -> bool:
+    """False in the processes a distributed launcher (Lightning DDP, torchrun, SLURM) started
+    besides the first."""
+    return all(os.environ.get(k, "0") in ("", "0")
+               for k in ("RANK", "LOCAL_RANK", "NODE_RANK", "SLURM_PROCID"))
+
+
 def plain_output() -> bool:
     """True when progress should be plain lines rather than a redrawn bar."""
     forced = os.environ.get("UNETKIT_PROGRESS", "").strip().lower()

@@ -15,11 +15,11 @@ from typer.testing import CliRunner
 
 from unetkit.cli import app
 from unetkit.data.formats import MaskSpec, Sample
+from unetkit.data.rle import read_rle_csv, rle_decode
 from unetkit.infer.batch import make_postprocess
 from unetkit.infer.evaluate import evaluate_samples
 from unetkit.infer.postprocess import keep_largest, remove_small
 from unetkit.infer.predict import Predictor
-from unetkit.infer.rle import read_rle_csv, rle_decode
 from unetkit.infer.seg_metrics import confusion, summarise
 from unetkit.models.artifact import save_model
 

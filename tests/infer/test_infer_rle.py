@@ -11,8 +11,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
+from unetkit.data.rle import read_rle_csv, rle_decode, rle_encode
 from unetkit.errors import UnetkitError, UsageError
-from unetkit.infer.rle import RleWriter, read_rle_csv, rle_decode, rle_encode
+from unetkit.infer.rle import RleWriter
 
 # 3x4 mask, worked by hand:
 #   0 1 1 0

@@ -37,18 +37,17 @@ def run_data(images: int = 64, image_size: int = 256, size: list[int] | None = N
              batch: int = 8, workers: int | None = None, quiet: bool = False,
              worker_lever: bool = False, epochs: int = 2) -> dict[str, Any]:
     """Images per second of decode + augment + collate, cold and from the cache."""
-    from unetkit.data.dataset import SegmentationDataset, channel_stats
+    from unetkit.data.dataset import channel_stats
     from unetkit.data.prepare import prepare
     from unetkit.data.synthetic import write_folder
-    from unetkit.data.transforms import build_transforms
     from unetkit.device import pick_device
-    from unetkit.train.fit import _loader
+    from unetkit.train.defaults import loader_workers
+    from unetkit.train.loaders import make_loader, training_dataset
 
     size = list(size or [128, 128])
     device = pick_device()
-    if workers is None:  # as train/defaults.py picks them
-        cpus = os.cpu_count() or 1
-        workers = 0 if device.type == "cpu" or cpus <= 2 else min(8, cpus - 1)
+    if workers is None:  # as fit picks them
+        workers = loader_workers(device.type)
     old_cache = os.environ.get("UNETKIT_CACHE")
     with tempfile.TemporaryDirectory(prefix="unetkit-bench-data-") as tmp:
         say(f"data: writing {images} synthetic {image_size}x{image_size} images", quiet)
@@ -64,9 +63,8 @@ def run_data(images: int = 64, image_size: int = 256, size: list[int] | None = N
             prepare_s = time.perf_counter() - t0
 
             def loader_for(n_workers: int) -> Any:
-                ds = SegmentationDataset(data.cache, idx, build_transforms(size, "default",
-                                                                           True), 3, mean, std)
-                return _loader(ds, batch, True, n_workers, 0, device)
+                ds = training_dataset(data.cache, idx, size, "default", 3, mean, std)
+                return make_loader(ds, batch, True, n_workers, 0, device)
 
             loader = loader_for(workers)
             n_cold, cold_epoch_s = _epoch(loader, 0)

@@ -13,7 +13,6 @@ import contextlib
 import math
 import os
 import resource
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -22,6 +21,7 @@ from typing import Any
 import torch
 
 from unetkit.device import cpu_flags, cpu_model  # noqa: F401  (re-exported for the bench)
+from unetkit.progress import say  # noqa: F401  (re-exported for the bench)
 
 
 def _status_kb(key: str) -> int | None:
@@ -114,11 +114,6 @@ class Variant:
     def ips(self) -> float:
         total = sum(self.times)
         return self.images * self.steps_done / total if total > 0 else 0.0
-
-
-def say(msg: str, quiet: bool) -> None:
-    if not quiet:
-        print(msg, file=sys.stderr, flush=True)
 
 
 def _timed(v: Variant, device: torch.device) -> float:

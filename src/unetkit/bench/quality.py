@@ -1,6 +1,6 @@
 """`unetkit bench quality`: validation Dice against wall time for the default `fit`.
 
-Trains `unetkit.train.fit.fit(FitConfig(data=..., max_time=budget, out=tmpdir))` with every
+Trains `unetkit.pipeline.run_fit(FitConfig(data=..., max_time=budget, out=tmpdir))` with every
 other setting at its default, reads the run's metrics.csv (one row per epoch: `elapsed_s`
 and `val/dice`, or `val/mean_dice` for multi-class data) and reports the curve as JSON and
 as a plot (bench_quality.png in the output folder).
@@ -92,7 +92,7 @@ def run_quality(budget: str = "5m", data: str | Path | None = None,
     import torch
 
     from unetkit.config import FitConfig, parse_duration
-    from unetkit.train.fit import fit
+    from unetkit.pipeline import run_fit
 
     seconds = parse_duration(budget, "--budget")
     if not seconds or seconds <= 0:
@@ -119,7 +119,7 @@ def run_quality(budget: str = "5m", data: str | Path | None = None,
 
                 run = fit_planned(config, budget, None, keep=set(), quiet=quiet)
             else:
-                run = fit(config, quiet=quiet)
+                run = run_fit(config, quiet=quiet)
         wall = time.perf_counter() - start
         column, points = read_curve(run.run_dir / "metrics.csv")
         out.mkdir(parents=True, exist_ok=True)

@@ -129,13 +129,9 @@ class UnetkitTrainer:
         self.steps = 0
 
     def train_step(self, x: torch.Tensor, y: torch.Tensor) -> float:
-        from unetkit.device import autocast_context
+        from unetkit.train.module import manual_step
 
-        self.optimizer.zero_grad(set_to_none=True)
-        with autocast_context(self.device, self.precision):
-            loss = self.module.training_step((x, y), self.steps)
-        loss.backward()
-        self.optimizer.step()
+        loss = manual_step(self.module, self.optimizer, (x, y), self.precision)
         if self.scheduler is not None:
             self.scheduler.step()
         self.steps += 1

@@ -42,7 +42,7 @@ def read_mask(sample: Sample, spec: MaskSpec, shape: tuple[int, int] | None = No
     run-length mask.
     """
     if sample.mask_rle is not None:
-        from unetkit.infer.rle import rle_decode
+        from unetkit.data.rle import rle_decode
 
         h, w = shape or read_sample_image(sample).shape[:2]
         raw = rle_decode(sample.mask_rle, (h, w),

@@ -13,9 +13,9 @@ from PIL import Image
 from tqdm.auto import tqdm
 
 from unetkit.data.formats.base import IMAGE_EXTENSIONS
+from unetkit.data.overlay import colorize, overlay
 from unetkit.data.readers import read_image
 from unetkit.errors import UnetkitError, UsageError
-from unetkit.infer.overlay import colorize, overlay
 from unetkit.infer.postprocess import keep_largest as keep_largest_fn
 from unetkit.infer.postprocess import label_instances, remove_small
 from unetkit.infer.predict import Predictor

@@ -7,14 +7,21 @@ touching at a corner are one component; pass connectivity=1 for 4-neighbour. Wor
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 
 import numpy as np
 from scipy import ndimage
+from skimage.feature import peak_local_max
+from skimage.morphology import h_maxima, local_maxima
+from skimage.segmentation import relabel_sequential, watershed
 
 from unetkit.errors import UnetkitError
 
 MAX_INSTANCES = int(np.iinfo(np.uint16).max)
+# default split_touching peak rules, as fractions of the median equivalent object radius
+MIN_DISTANCE_FRACTION = 0.5
+H_FRACTION = 0.1
 
 
 def _structure(ndim: int, connectivity: int | None) -> np.ndarray:
@@ -56,54 +63,68 @@ def remove_small(mask: np.ndarray, min_size: int, classes: Iterable[int],
     return out
 
 
-def _peak_markers(foreground: np.ndarray, min_distance: int,
-                  connectivity: int | None) -> np.ndarray:
-    """Labelled local maxima of the distance transform: one marker per object centre.
+def median_radius(labels: np.ndarray) -> float:
+    """Median equivalent radius of the labelled objects: radius of the disc (ball) of equal area."""
+    area = np.bincount(np.asarray(labels).ravel())[1:]
+    area = area[area > 0]
+    if area.size == 0:
+        return 0.0
+    n = labels.ndim
+    unit_ball = math.pi ** (n / 2) / math.gamma(n / 2 + 1)
+    return float(np.median((area / unit_ball) ** (1 / n)))
 
-    A pixel is a peak if no foreground pixel within `min_distance` (chessboard) is further
-    from the background; touching peak pixels (plateaus) form one marker.
+
+def _peak_markers(dist: np.ndarray, labels: np.ndarray, min_distance: int, h: float,
+                  structure: np.ndarray) -> np.ndarray:
+    """Labelled distance-transform peaks, one marker per object centre.
+
+    A peak is a regional maximum rising at least `h` above the saddle towards any higher
+    one (h-maxima; a plateau is one marker) that holds a skimage `peak_local_max` point of
+    its component (the highest within `min_distance`, chessboard).
     """
-    dist = ndimage.distance_transform_edt(foreground)
-    local_max = ndimage.maximum_filter(dist, size=2 * min_distance + 1, mode="constant")
-    peaks = foreground & (dist == local_max)
-    markers, _ = ndimage.label(peaks, structure=_structure(foreground.ndim, connectivity))
-    return markers
+    points = peak_local_max(dist, min_distance=min_distance, labels=labels,
+                            exclude_border=False)
+    if h > 0:
+        regional = h_maxima(dist, h, footprint=structure) > 0
+    else:
+        regional = local_maxima(dist, footprint=structure, allow_borders=True)
+    regions, _ = ndimage.label(regional & (labels > 0), structure=structure)
+    keep = np.unique(regions[tuple(points.T)])
+    return np.where(np.isin(regions, keep[keep > 0]), regions, 0)
 
 
 def label_instances(foreground: np.ndarray, split_touching: bool = True,
-                    min_distance: int = 3, connectivity: int | None = None) -> np.ndarray:
+                    min_distance: int | None = None, connectivity: int | None = None,
+                    h: float | None = None, compactness: float = 0.0) -> np.ndarray:
     """Label the objects of a foreground mask 1..N (uint16, 0 = background).
 
-    Without splitting, objects are connected components. With `split_touching` (a scipy-only
-    stand-in for a distance-transform watershed; skimage is not a dependency), each component
-    holding several distance-transform peaks at least `min_distance` apart is split by giving
-    every pixel to its nearest peak in that component. Nearest-peak borders are exact for
-    equal touching discs and shift towards the smaller object for unequal ones. Components
-    without a peak of their own (squeezed by a bigger neighbour) stay whole.
+    Without splitting, objects are connected components. With `split_touching`, a component
+    holding two or more distance-transform peaks (see `_peak_markers`) is split by a marker
+    watershed (skimage) on the negated distance transform, masked to the foreground; other
+    components stay whole. By default the peak rules scale with the mask's objects: with r
+    the median equivalent radius of its components (`median_radius`), min_distance =
+    round(MIN_DISTANCE_FRACTION * r) (at least 1) and h = H_FRACTION * r pixels.
+    `compactness` > 0 gives the compact watershed. docs/instances.md has the measurements.
     """
     fg = np.asarray(foreground) > 0
-    labels, count = ndimage.label(fg, structure=_structure(fg.ndim, connectivity))
+    structure = _structure(fg.ndim, connectivity)
+    labels, count = ndimage.label(fg, structure=structure)
     if not split_touching or count == 0:
         return _to_uint16(labels, count)
-    markers = _peak_markers(fg, max(int(min_distance), 1), connectivity)
-    out = np.zeros(fg.shape, dtype=np.int64)
-    next_id = 1
-    for index, box in enumerate(ndimage.find_objects(labels), start=1):
-        component = labels[box] == index
-        local = np.where(component, markers[box], 0)
-        ids = np.unique(local[local > 0])
-        if ids.size <= 1:
-            out[box][component] = next_id
-            next_id += 1
-            continue
-        # for every pixel, the coordinates of the nearest marker pixel of this component
-        nearest = ndimage.distance_transform_edt(local == 0, return_distances=False,
-                                                 return_indices=True)
-        owner = local[tuple(nearest)][component]
-        _, rank = np.unique(owner, return_inverse=True)
-        out[box][component] = next_id + rank.ravel()
-        next_id += ids.size
-    return _to_uint16(out, next_id - 1)
+    radius = median_radius(labels)
+    if min_distance is None:
+        min_distance = round(MIN_DISTANCE_FRACTION * radius)
+    h = H_FRACTION * radius if h is None else float(h)
+    dist = ndimage.distance_transform_edt(fg)
+    markers = _peak_markers(dist, labels, max(int(min_distance), 1), h, structure)
+    on = markers > 0
+    pairs = np.unique(np.stack([labels[on], markers[on]]), axis=1)  # (component, marker)
+    split = np.bincount(pairs[0], minlength=count + 1)[labels] >= 2
+    # components with fewer than two markers are seeded whole, so they stay one object
+    seeds = np.where(split, markers, np.where(fg, labels + int(markers.max()), 0))
+    out = watershed(-dist, seeds, mask=fg, connectivity=structure, compactness=compactness)
+    out = relabel_sequential(out)[0]
+    return _to_uint16(out, int(out.max()))
 
 
 def _to_uint16(labels: np.ndarray, count: int) -> np.ndarray:

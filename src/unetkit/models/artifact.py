@@ -1,8 +1,8 @@
 """The model artifact: config.json + model.safetensors, rebuilt with no pickle involved.
 
 config.json carries what inference needs besides weights: architecture and options, class
-names, whether the task is binary (one logit channel), the input normalisation and the
-training input size and resize mode.
+names, whether the task is binary (one logit channel), the input normalisation, and the
+training input size and scale (what predict resizes images by).
 """
 
 from __future__ import annotations
@@ -40,7 +40,6 @@ def default_meta(model: nn.Module) -> dict[str, Any]:
         or {"mean": [0.5] * int(opts.get("in_channels", 3)),
             "std": [0.25] * int(opts.get("in_channels", 3))},
         "input_size": None,
-        "resize": "resize",
     }
 
 

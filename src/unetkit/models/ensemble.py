@@ -11,6 +11,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from unetkit.models.geometry import Geometry, combined, geometry_of
+
 EPS = 1e-6
 
 
@@ -27,6 +29,11 @@ class Ensemble(nn.Module):
         self.members = nn.ModuleList(build_model(member["name"], **options)
                                      for _ in range(members))
         self.binary = classes == 1
+
+    @property
+    def geometry(self) -> Geometry:
+        """The members' own: they all see the same input."""
+        return combined(geometry_of(m) for m in self.members)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         logits = [m(x).float() for m in self.members]

@@ -26,8 +26,10 @@ from unetkit.models.encoders import (
     short_reason,
     weights_choice,
 )
+from unetkit.models.geometry import Geometry, same_padding
 from unetkit.models.layers import pad_to_multiple
 
+ENCODER_STRIDE = 32  # the 320-channel stage; inputs are padded to a multiple of it
 ENCODER_LAYERS = 18  # features[0:18]; features[18] is the 1x1 conv to 1280 channels
 STAGE_ENDS = (1, 3, 6, 13, 17)  # last layer of each stage: 16@/2, 24@/4, 32@/8, 96@/16, 320@/32
 STAGE_CHANNELS = (16, 24, 32, 96, 320)
@@ -98,8 +100,13 @@ class MobileNetV2UNet(PretrainedEncoderUNet):
                                                  IMAGENET_NORMALIZATION["std"], in_channels)
         self.set_encoder_trainable(not freeze_encoder)
 
+    @property
+    def geometry(self) -> Geometry:
+        """Pads to the encoder's total stride, so any size works."""
+        return same_padding(ENCODER_STRIDE)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x, (h, w) = pad_to_multiple(x, 32)
+        x, (h, w) = pad_to_multiple(x, ENCODER_STRIDE)
         skips = [x]
         for i, layer in enumerate(self.encoder):
             x = layer(x)

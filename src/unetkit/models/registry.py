@@ -9,7 +9,8 @@ from typing import Any
 
 from torch import nn
 
-from unetkit.errors import UsageError
+from unetkit.errors import UnetkitError, UsageError
+from unetkit.models.geometry import Geometry
 
 
 @dataclass
@@ -65,9 +66,15 @@ def resolve_options(name: str, **options: Any) -> dict[str, Any]:
 
 
 def build_model(name: str, **options: Any) -> nn.Module:
-    """Build a registered model; the resolved options ride along for saving as an artifact."""
+    """Build a registered model; the resolved options ride along for saving as an artifact.
+
+    Every model declares its `geometry` (see models/geometry.py): predict, export and
+    training ask it instead of guessing from the class."""
     resolved = resolve_options(name, **options)
     model = get_entry(name).builder(**resolved)
+    if not isinstance(getattr(model, "geometry", None), Geometry):
+        raise UnetkitError(f"Model {name!r} declares no geometry (a models.geometry.Geometry "
+                           "`geometry` property); every registered model needs one.")
     model.unetkit_arch = {"name": name, "options": resolved}
     return model
 

@@ -30,6 +30,7 @@ from unetkit.models.encoders import (
     short_reason,
     weights_choice,
 )
+from unetkit.models.geometry import Geometry, same_padding
 from unetkit.models.layers import pad_to_multiple
 
 DECODER_CHANNELS = (256, 128, 64, 32, 16)
@@ -178,6 +179,11 @@ class TimmUNet(PretrainedEncoderUNet):
         self.input_normalization = channel_stats(list(data["mean"]), list(data["std"]),
                                                  in_channels)
         self.set_encoder_trainable(not freeze_encoder)
+
+    @property
+    def geometry(self) -> Geometry:
+        """Pads to the deepest feature map's stride (32), smp's `output_stride`."""
+        return same_padding(HEAD_REDUCTION)
 
     def _init_like_smp(self) -> None:
         """smp's initialisation, so training curves are comparable with smp.Unet."""

@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from unetkit.errors import UsageError
+from unetkit.models.geometry import Geometry, same_padding
 from unetkit.models.layers import DoubleConv, pad_to_multiple
 
 UPSAMPLES = ("transpose", "bilinear")
@@ -82,3 +83,8 @@ class UNet(nn.Module):
     def grid(self) -> int:
         """Input sides must be a multiple of this (smaller inputs are padded up to it)."""
         return 2**self.depth * self.stem
+
+    @property
+    def geometry(self) -> Geometry:
+        """Pads to its grid inside, so any size works and tiles align on the grid."""
+        return same_padding(self.grid)

@@ -13,6 +13,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from unetkit.errors import UsageError
+from unetkit.models.geometry import Geometry, same_padding
 from unetkit.models.layers import NORMS
 
 
@@ -73,11 +74,16 @@ class UNet3D(nn.Module):
             ch = w
         self.head = nn.Conv3d(ch, classes, 1)
 
+    @property
+    def geometry(self) -> Geometry:
+        """Pads depth, height and width to 2^depth inside, so any volume size works."""
+        return same_padding(2**self.depth)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.ndim != 5:
             raise UsageError(f"unet3d expects B x C x D x H x W volumes, got shape "
                              f"{tuple(x.shape)}.")
-        x, (d, h, w) = pad_volume(x, 2**self.depth)
+        x, (d, h, w) = pad_volume(x, self.geometry.pad_multiple)
         skips = []
         for block in self.down:
             x = block(x)

@@ -3,7 +3,8 @@
 Every 3x3 convolution loses a pixel per side, so the output is smaller than the input (572 in,
 388 out at depth 4), encoder maps are centre-cropped before concatenation, and only some input
 sizes work: each map reaching a 2x2 max-pool must have an even size. The model never pads;
-tiled inference and training use `output_margin` to line masks up with the output window.
+its `geometry` (valid sizes, `output_margin`) lets tiled inference and training line masks up
+with the output window.
 """
 
 from __future__ import annotations
@@ -12,47 +13,17 @@ import torch
 from torch import nn
 
 from unetkit.errors import UsageError
+from unetkit.models.geometry import (
+    Geometry,
+    nearest_valid_sizes,
+    valid_output_size,
+    valid_output_size_or_none,
+    valid_padding,
+    valid_size_error,
+)
 from unetkit.models.layers import DoubleConv
 
-
-def _output_size(size: int, depth: int) -> int | None:
-    """Output size for an input size, or None when the size does not fit."""
-    for _ in range(depth):
-        size -= 4
-        if size <= 0 or size % 2:
-            return None
-        size //= 2
-    size -= 4
-    if size <= 0:
-        return None
-    for _ in range(depth):
-        size = 2 * size - 4
-        if size <= 0:
-            return None
-    return size
-
-
-def nearest_valid_sizes(size: int, depth: int = 4) -> tuple[int | None, int]:
-    """(largest valid input <= size or None if there is none, smallest valid input >= size)."""
-    smaller = next((s for s in range(size, 0, -1) if _output_size(s, depth)), None)
-    larger = next(s for s in range(max(size, 1), size + 2**depth * 64)
-                  if _output_size(s, depth))
-    return smaller, larger
-
-
-def _size_error(size: int, depth: int, what: str) -> UsageError:
-    smaller, larger = nearest_valid_sizes(size, depth)
-    options = f"{smaller} or {larger}" if smaller else f"{larger} or more"
-    return UsageError(f"unet-valid (depth {depth}) cannot take {what} of {size} pixels; the "
-                      f"nearest sizes it accepts are {options}.")
-
-
-def valid_output_size(input_size: int, depth: int = 4) -> int:
-    """Output side length for an input side length (572 -> 388 at depth 4)."""
-    out = _output_size(input_size, depth)
-    if out is None:
-        raise _size_error(input_size, depth, "an input size")
-    return out
+__all__ = ["UNetValid", "nearest_valid_sizes", "valid_output_size"]
 
 
 class UNetValid(nn.Module):
@@ -80,19 +51,24 @@ class UNetValid(nn.Module):
             ch = w
         self.head = nn.Conv2d(ch, classes, 1)
 
+    @property
+    def geometry(self) -> Geometry:
+        """Unpadded: only some sizes fit, and the output is smaller (see output_margin)."""
+        return valid_padding(self.depth)
+
     def output_size(self, input_size: int) -> int:
         return valid_output_size(input_size, self.depth)
 
     def output_margin(self, input_size: int) -> int:
         """Pixels lost on each side (92 for 572 at depth 4): the output covers the input's
         centre window [margin, input_size - margin)."""
-        return (input_size - valid_output_size(input_size, self.depth)) // 2
+        return self.geometry.output_margin(input_size)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h, w = x.shape[-2:]
         for size, what in ((h, "an input height"), (w, "an input width")):
-            if _output_size(int(size), self.depth) is None:
-                raise _size_error(int(size), self.depth, what)
+            if valid_output_size_or_none(int(size), self.depth) is None:
+                raise valid_size_error(int(size), self.depth, what)
         skips = []
         for i, block in enumerate(self.down):
             x = block(x)

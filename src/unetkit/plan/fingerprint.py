@@ -98,7 +98,7 @@ class Fingerprint:
         return [c for c in self.classes if c.index > 0 and c.object_area]
 
     def to_dict(self) -> dict[str, Any]:
-        return _plain(asdict(self))
+        return plain_types(asdict(self))
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> Fingerprint:
@@ -107,12 +107,12 @@ class Fingerprint:
         return cls(**values)
 
 
-def _plain(value: Any) -> Any:
+def plain_types(value: Any) -> Any:
     """Plain Python types (no numpy scalars) so YAML round-trips exactly."""
     if isinstance(value, dict):
-        return {str(k): _plain(v) for k, v in value.items()}
+        return {str(k): plain_types(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
+        return [plain_types(v) for v in value]
     if isinstance(value, np.generic):
         return value.item()
     return value

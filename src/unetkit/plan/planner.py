@@ -38,7 +38,6 @@ An epoch is what `fit` runs: about one image-area of patches per training image
 from __future__ import annotations
 
 import math
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -48,14 +47,21 @@ from unetkit.errors import UsageError
 from unetkit.plan.budget import MIN_STEPS, memory_ok, needed_budget, nice_duration, schedule
 from unetkit.plan.fingerprint import Fingerprint, compute_fingerprint
 from unetkit.plan.probe import Candidate, Machine, Measurements, machine_info, probe_hardware
-from unetkit.plan.record import Decision, Plan, _fmt_s, load_plan
-from unetkit.train.defaults import STEM_OPTIONS, use_stem
+from unetkit.plan.record import Decision, Plan, fmt_s, load_plan
+from unetkit.progress import say
+from unetkit.train.defaults import (
+    MAX_SIDE,
+    STEM_OPTIONS,
+    auto_scale,
+    batch_for,
+    patch_cap,
+    patch_size,
+    pixels_per_step,
+    use_stem,
+)
 
 TARGET_STEPS = 300  # optimiser steps a from-scratch U-Net wants before widening pays off
 MIN_BATCH = 4  # smallest batch the planner trades for more steps (batch-norm statistics)
-MAX_SIDE = 1024  # blob data sets with larger images are shrunk to this longest side
-CPU_PATCH, GPU_PATCH = 256, 512
-CPU_PIXELS, GPU_PIXELS = 4 * 256 * 256, 16 * 256 * 256  # patch pixels per step
 SMALL_DATA = 100  # training images at or below which augmentation is strong
 SEPARATED_MIN_OBJECTS = 5  # foreground objects per image for "objects parted by borders"
 # Border weight maps (weighted-ce) for parted objects: off, because on membrane (2-minute budget,
@@ -74,25 +80,20 @@ WIDTH_COST = 2.8  # step time ratio per doubling of width (for deciding what to 
 
 # ---------------------------------------------------------------------------------- data ---
 
-def _round_down(v: int, multiple: int = 32) -> int:
-    return max(multiple, v // multiple * multiple)
-
-
 def data_decisions(fp: Fingerprint, device: str) -> dict[str, Decision]:
     """Scale, patch size, batch size, depth and validation split: from the data alone."""
     d: dict[str, Decision] = {}
     longest = max(fp.height["max"], fp.width["max"])
     thin = [c for c in fp.classes if c.thin]
     objects = [c for c in fp.object_classes() if not c.thin]
-    cap = CPU_PATCH if device == "cpu" else GPU_PATCH
+    cap = patch_cap(device)
     if thin:
         width = min(min(c.thickness, c.edt_width) for c in thin)
         d["scale"] = Decision(1.0, f"thin structures ({', '.join(c.name for c in thin)}, about "
                               f"{width:.0f} px wide) would blur away if downscaled: full "
                               "resolution")
     else:
-        scale = fp.cache_scale if fp.cache_scale < 1 else 1.0 if longest <= MAX_SIDE else \
-            round(MAX_SIDE / longest, 4)
+        scale = fp.cache_scale if fp.cache_scale < 1 else auto_scale(longest)
         reason = (f"images ({longest} px at most) fit at full resolution" if scale == 1.0 else
                   f"blob-like objects survive shrinking the {longest} px images to "
                   f"{MAX_SIDE} px")
@@ -110,7 +111,7 @@ def data_decisions(fp: Fingerprint, device: str) -> dict[str, Decision]:
     s = d["scale"].value
     h = max(1, round(fp.height["min"] * s))
     w = max(1, round(fp.width["min"] * s))
-    size = [min(cap, _round_down(h)), min(cap, _round_down(w))]
+    size = patch_size(h, w, device)
     d["size"] = Decision(size, f"the images' own scale, at most {cap} px on {device.upper()} "
                          f"(smallest image {h}x{w} px after scaling"
                          + ("; smaller images are padded" if min(h, w) < 32 else "") + ")")
@@ -140,13 +141,10 @@ def data_decisions(fp: Fingerprint, device: str) -> dict[str, Decision]:
         n_train = n - n_val
     d["test_split"] = Decision(0.0, "the budget goes to training; evaluate on a separate test "
                                "folder with `unetkit evaluate`")
-    pixels = CPU_PIXELS if device == "cpu" else GPU_PIXELS
-    batch = int(min(32, max(2, pixels // (size[0] * size[1]))))
-    batch = max(1, min(batch, n_train))
-    d["batch_size"] = Decision(batch, f"about {pixels // 65536} 256x256-patch equivalents per "
-                               f"step on {device.upper()}" + (f", capped by {n_train} training "
-                                                              "image(s)" if batch == n_train
-                                                              else ""))
+    batch = max(1, min(batch_for(size, device), n_train))
+    capped = f", capped by {n_train} training image(s)" if batch == n_train else ""
+    d["batch_size"] = Decision(batch, f"about {pixels_per_step(device) // 65536} 256x256-"
+                               f"patch equivalents per step on {device.upper()}{capped}")
     # fit draws about one image-area of patches per training image per epoch
     train_area = fp.total_pixels * s * s * n_train / max(n, 1)
     samples = max(n_train, math.ceil(train_area / (size[0] * size[1])))
@@ -195,9 +193,9 @@ def _choose_model(fp: Fingerprint, m: Measurements, budget_s: float, augment: st
     if sched[fastest.key]["steps"] < MIN_STEPS:
         need = needed_budget(fastest, m, augment, dd, weight_maps)
         raise UsageError(
-            f"A {_fmt_s(budget_s)} budget is too small to train anything useful on "
+            f"A {fmt_s(budget_s)} budget is too small to train anything useful on "
             f"{Path(fp.data).name} here: even the fastest model ({fastest.key}, "
-            f"{fastest.train_images_per_s:.2f} images/s) needs about {_fmt_s(need)} for "
+            f"{fastest.train_images_per_s:.2f} images/s) needs about {fmt_s(need)} for "
             f"planning, start-up, {MIN_STEPS} training steps and the final evaluation, so use "
             f"--budget {nice_duration(need)} or more.")
     good_pre = [s for s in pretrained if sched[s.key]["steps"] >= TARGET_STEPS // 2]
@@ -336,13 +334,13 @@ def decide(fp: Fingerprint, m: Measurements, budget_s: float | str, data: str | 
                               "wall time, so the rate reaches its minimum at the deadline")
     epochs = max(1, math.ceil(sched["epochs"] * 1.25))
     d["epochs"] = Decision(epochs, f"~{sched['epochs']} epochs of {sched['epoch_s']:.1f}s fit "
-                           f"the {_fmt_s(sched['train_time_s'])} training time; the cap is 25 % "
+                           f"the {fmt_s(sched['train_time_s'])} training time; the cap is 25 % "
                            "higher so the time limit, not the epoch count, ends training")
     d["max_time"] = Decision(f"{int(sched['train_time_s'])}s",
-                             f"the {_fmt_s(budget)} budget minus planning "
-                             f"({_fmt_s(sched['planning_s'])}), start-up "
-                             f"({_fmt_s(sched['startup_s'])}), final evaluation "
-                             f"({_fmt_s(sched['report_s'])}) and a 5 % margin")
+                             f"the {fmt_s(budget)} budget minus planning "
+                             f"({fmt_s(sched['planning_s'])}), start-up "
+                             f"({fmt_s(sched['startup_s'])}), final evaluation "
+                             f"({fmt_s(sched['report_s'])}) and a 5 % margin")
     d["val_split"] = dd["val_split"]
     d["test_split"] = dd["test_split"]
     d["precision"] = Decision(m.machine.precision, "native bf16 on this hardware"
@@ -375,8 +373,8 @@ def fingerprint_scale(data: str | Path, format: str = "auto", **format_options: 
     from unetkit.data.formats import open_dataset
     from unetkit.data.prepare import peek_sizes
 
-    longest = max(max(s) for s in peek_sizes(open_dataset(data, format, **format_options)))
-    return 1.0 if longest <= MAX_SIDE else round(MAX_SIDE / longest, 4)
+    return auto_scale(max(max(s) for s in peek_sizes(open_dataset(data, format,
+                                                                   **format_options))))
 
 
 def _as_measurements(probe: Any) -> Measurements:
@@ -390,10 +388,6 @@ def _as_measurements(probe: Any) -> Measurements:
         return load_plan(probe, warn=False).measurements
     raise UsageError(f"probe must be measurements, a plan or a plan file, not {type(probe)}.")
 
-
-def _say(msg: str, quiet: bool) -> None:
-    if not quiet:
-        print(msg, file=sys.stderr, flush=True)
 
 
 def make_plan(data: str | Path, budget_s: float | str, format: str = "auto",
@@ -413,12 +407,12 @@ def make_plan(data: str | Path, budget_s: float | str, format: str = "auto",
     prepared = prepare(data, format, cache_scale, skip_bad, **format_options)
     fp = compute_fingerprint(prepared, data, cache_scale)
     prepare_s = round(time.perf_counter() - start, 2)
-    _say(f"unetkit plan: fingerprinted {fp.images} image(s) in {prepare_s:.1f}s", quiet)
+    say(f"unetkit plan: fingerprinted {fp.images} image(s) in {prepare_s:.1f}s", quiet)
     if probe is not None:
         m = _as_measurements(probe)
     else:
         if budget < prepare_s + 10:
-            raise UsageError(f"A {_fmt_s(budget)} budget is too small to train anything useful "
+            raise UsageError(f"A {fmt_s(budget)} budget is too small to train anything useful "
                              f"on {Path(str(data)).name}: reading the data alone took "
                              f"{prepare_s:.0f}s, so use --budget "
                              f"{nice_duration(prepare_s * 4 + 60)} or more.")

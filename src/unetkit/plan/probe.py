@@ -1,7 +1,8 @@
 """The hardware probe: what this machine is and how fast it trains the candidate models.
 
 Speeds are measured, not guessed: a few timed steps of the real training step
-(`SegmentationModule._step` + backward + optimiser step, channels-last input as in `fit`) on
+(`train.module.manual_step`: the module's own step, backward and optimiser step, in the
+memory layout `fit` uses) on
 batches from the real data pipeline (cache -> `SegmentationDataset` -> paired transforms),
 plus the data pipeline's own cost per image for each augmentation level, a full-size forward
 pass (validation / prediction cost) and a checkpoint save. Everything measured is recorded in
@@ -12,7 +13,6 @@ replayed from its recorded measurements on any machine.
 from __future__ import annotations
 
 import os
-import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -24,6 +24,7 @@ import numpy as np
 import torch
 
 from unetkit.data.prepare import PreparedData
+from unetkit.progress import say
 
 TIMED_STEPS = 2  # timed training steps per candidate (after one warm-up step)
 LOADER_SAMPLES = 8  # samples drawn through the data pipeline per augmentation level
@@ -88,9 +89,9 @@ class Measurements:
         return next((s for s in self.speeds if s.key == key), None)
 
     def to_dict(self) -> dict[str, Any]:
-        from unetkit.plan.fingerprint import _plain
+        from unetkit.plan.fingerprint import plain_types
 
-        return _plain(asdict(self))
+        return plain_types(asdict(self))
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> Measurements:
@@ -165,14 +166,12 @@ def _batches(data: PreparedData, size: list[int], batch: int, channels: int, aug
     """`count` batches through the real pipeline, and the pipeline's seconds per image."""
     from torch.utils.data import default_collate
 
-    from unetkit.data.dataset import SegmentationDataset, channel_stats
-    from unetkit.data.transforms import build_transforms
+    from unetkit.data.dataset import channel_stats
+    from unetkit.train.loaders import training_dataset
 
     idx = list(range(len(data.cache)))
     mean, std = channel_stats(data.cache, idx, channels, max_images=16)
-    ds = SegmentationDataset(data.cache, idx, build_transforms(size, augment, True,
-                                                               channels == 1), channels, mean, std,
-                             weight_maps)
+    ds = training_dataset(data.cache, idx, size, augment, channels, mean, std, weight_maps)
     torch.manual_seed(0)
     ds[0]  # warm-up (first calls allocate)
     items = []
@@ -195,14 +194,15 @@ class _Trainer:
     def __init__(self, cand: Candidate, channels: int, logits: int, metric_classes: int,
                  device: torch.device, precision: str) -> None:
         from unetkit.models.registry import build_model
+        from unetkit.train.defaults import channels_last_for
         from unetkit.train.losses import build_loss
         from unetkit.train.module import SegmentationModule, build_optimizer
 
         model = build_model(cand.model, in_channels=channels, classes=logits, **cand.options)
         loss = build_loss("bce-dice" if logits == 1 else "ce-dice", logits)
-        self.module = SegmentationModule(model, loss, metric_classes,
-                                         [str(i) for i in range(metric_classes)],
-                                         channels_last=True).to(device)
+        self.module = SegmentationModule(  # the memory layout fit trains this model in
+            model, loss, metric_classes, [str(i) for i in range(metric_classes)],
+            channels_last=channels_last_for(cand.model, device.type)).to(device)
         self.module.train()
         self.opt = build_optimizer("adamw", [p for p in model.parameters() if p.requires_grad],
                                    1e-3, 1e-4)
@@ -215,17 +215,12 @@ class _Trainer:
         return autocast_context(self.device, self.precision)
 
     def step(self, batch: tuple[torch.Tensor, torch.Tensor]) -> float:
-        from unetkit.train.metrics import predictions
+        from unetkit.train.module import manual_step
 
         x, y = batch[0].to(self.device), batch[1].to(self.device)
         _sync(self.device)
         start = time.perf_counter()
-        with self._autocast():
-            loss, logits, y2 = self.module._step((x, y))
-        self.module.train_conf.update(predictions(logits.detach()), y2)
-        self.opt.zero_grad(set_to_none=True)
-        loss.backward()
-        self.opt.step()
+        manual_step(self.module, self.opt, (x, y), self.precision)
         _sync(self.device)
         return time.perf_counter() - start
 
@@ -294,7 +289,7 @@ def probe_hardware(data: PreparedData, machine: Machine, candidates: list[Candid
             left = allowance_s - (time.perf_counter() - start)
             if n > 0 and (left <= 0 or (worth_probing and not worth_probing(cand, m, left))):
                 continue
-            _say(f"  probing {cand.key} ({cand.description}) at {size[0]}x{size[1]}, "
+            say(f"  probing {cand.key} ({cand.description}) at {size[0]}x{size[1]}, "
                  f"batch {batch} ...", quiet)
             trainer = _Trainer(cand, channels, logits, 2 if logits == 1 else logits, device,
                                machine.precision)
@@ -317,17 +312,13 @@ def probe_hardware(data: PreparedData, machine: Machine, candidates: list[Candid
                 eval_s_per_image=round(trainer.eval_time(eval_size, channels), 4),
                 checkpoint_s=round(trainer.checkpoint_time(), 4),
                 parameters=trainer.parameters, threads=torch.get_num_threads()))
-            _say(f"    {batch / step_s:.2f} training images/s", quiet)
+            say(f"    {batch / step_s:.2f} training images/s", quiet)
             del trainer
     finally:
         torch.set_num_threads(threads_before)
     m.probe_s = round(time.perf_counter() - start, 2)
     return m
 
-
-def _say(msg: str, quiet: bool) -> None:
-    if not quiet:
-        print(msg, file=sys.stderr, flush=True)
 
 
 __all__ = ["Candidate", "Machine", "Measurements", "SpeedSample", "machine_info",

@@ -18,7 +18,7 @@ import yaml
 
 from unetkit.config import FitConfig
 from unetkit.errors import UsageError
-from unetkit.plan.fingerprint import Fingerprint, _plain, describe
+from unetkit.plan.fingerprint import Fingerprint, describe, plain_types
 from unetkit.plan.probe import Measurements
 
 PLAN_VERSION = 1
@@ -95,7 +95,7 @@ class Plan:
             torch.set_num_threads(int(threads))
 
     def to_dict(self) -> dict[str, Any]:
-        return _plain({
+        return plain_types({
             "unetkit_plan": self.version, "data": self.data, "format": self.format,
             "budget_s": self.budget_s,
             "fit_config": self.fit_values(), "runtime": self.runtime,
@@ -171,7 +171,7 @@ def hardware_difference(m: Measurements) -> str | None:
             "schedule.")
 
 
-def _fmt_s(seconds: float) -> str:
+def fmt_s(seconds: float) -> str:
     seconds = float(seconds)
     if seconds < 120:
         return f"{seconds:.0f}s"
@@ -183,7 +183,7 @@ def format_summary(plan: Plan) -> str:
     m = plan.measurements
     mc = m.machine
     est = plan.estimates
-    out = [f"unetkit plan for {plan.data} ({plan.format}), budget {_fmt_s(plan.budget_s)}", "",
+    out = [f"unetkit plan for {plan.data} ({plan.format}), budget {fmt_s(plan.budget_s)}", "",
            "Data"]
     out += [f"  {line}" for line in describe(plan.fingerprint)]
     out += ["", "Machine"]
@@ -212,10 +212,10 @@ def format_summary(plan: Plan) -> str:
         out.append(f"  {'':<13}   {d.reason}")
     if est:
         out += ["", "Budget"]
-        out.append(f"  {_fmt_s(plan.budget_s)} = {_fmt_s(est['planning_s'])} planning + "
-                   f"{_fmt_s(est['startup_s'])} start-up + {_fmt_s(est['report_s'])} final "
-                   f"evaluation + {_fmt_s(est['margin_s'])} margin + "
-                   f"{_fmt_s(est['train_time_s'])} training")
+        out.append(f"  {fmt_s(plan.budget_s)} = {fmt_s(est['planning_s'])} planning + "
+                   f"{fmt_s(est['startup_s'])} start-up + {fmt_s(est['report_s'])} final "
+                   f"evaluation + {fmt_s(est['margin_s'])} margin + "
+                   f"{fmt_s(est['train_time_s'])} training")
         out.append(f"  training: about {est['epochs']} epochs of {est['epoch_s']:.1f}s "
                    f"({est['steps_per_epoch']} step(s) + validation of {est['val_images']} "
                    f"image(s)), {est['steps']} optimiser steps, "

@@ -1,25 +1,14 @@
-"""Training curves and input | truth | prediction grids, as PNGs and TensorBoard images."""
+"""Pictures of a finished run: training curves and input | truth | prediction rows."""
 
 from __future__ import annotations
 
 import csv
 from pathlib import Path
 
-import matplotlib
+import numpy as np
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-
-from unetkit.infer.overlay import colorize, overlay, to_rgb  # noqa: E402
-from unetkit.io_utils import atomic_path  # noqa: E402
-
-
-def _save(fig: plt.Figure, path: Path) -> None:
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=100, bbox_inches="tight")
-    plt.close(fig)
+from unetkit.data.overlay import colorize, overlay, to_rgb
+from unetkit.plotting import plt, save_figure
 
 
 def plot_curves(metrics_csv: Path, path: Path) -> None:
@@ -51,7 +40,7 @@ def plot_curves(metrics_csv: Path, path: Path) -> None:
     ax2.legend()
     ax2.grid(alpha=0.3)
     fig.suptitle("unetkit training curves")
-    _save(fig, path)
+    save_figure(fig, path)
 
 
 def plot_predictions(items: list[tuple[str, np.ndarray, np.ndarray, np.ndarray, float]],
@@ -70,37 +59,4 @@ def plot_predictions(items: list[tuple[str, np.ndarray, np.ndarray, np.ndarray, 
         row[2].set_title(f"prediction (Dice {dice:.3f})", fontsize=9)
         for ax in row:
             ax.axis("off")
-    _save(fig, path)
-
-
-def grid_tensor(images: torch.Tensor, truth: torch.Tensor, pred: torch.Tensor,
-                num_classes: int) -> torch.Tensor:
-    """3 x H x (3W) x N uint8 grid for TensorBoard: normalised input | truth | prediction."""
-    rows = []
-    for img, t, p in zip(images, truth, pred, strict=True):
-        x = img[:3] if img.shape[0] >= 3 else img[:1].repeat(3, 1, 1)
-        x = (x - x.min()) / (x.max() - x.min() + 1e-6)
-        x = (x * 255).byte().permute(1, 2, 0).numpy()
-        t_rgb = colorize(t.numpy().astype(np.uint8), num_classes)
-        p_rgb = colorize(p.numpy().astype(np.uint8), num_classes)
-        if t_rgb.shape[:2] != x.shape[:2]:  # valid-padding: centre-crop input to the output
-            dh, dw = (x.shape[0] - t_rgb.shape[0]) // 2, (x.shape[1] - t_rgb.shape[1]) // 2
-            x = x[dh:dh + t_rgb.shape[0], dw:dw + t_rgb.shape[1]]
-        rows.append(np.concatenate([x, t_rgb, p_rgb], axis=1))
-    grid = np.concatenate(rows, axis=0)
-    return torch.from_numpy(grid).permute(2, 0, 1)
-
-
-def plot_lr_curve(lrs: list[float], losses: list[float], suggestion: float, path: Path) -> None:
-    """Loss against learning rate (log scale) with the suggested rate marked."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig, ax = plt.subplots(figsize=(6, 4))
-    ax.plot(lrs, losses)
-    ax.axvline(suggestion, color="red", linestyle="--", label=f"suggested lr {suggestion:.2e}")
-    ax.set_xscale("log")
-    ax.set_xlabel("learning rate")
-    ax.set_ylabel("loss (smoothed)")
-    ax.set_title("learning-rate range test")
-    ax.legend()
-    ax.grid(alpha=0.3)
-    _save(fig, path)
+    save_figure(fig, path)

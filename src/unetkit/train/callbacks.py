@@ -111,7 +111,7 @@ class ImageGridLogger(L.Callback):
         experiment = getattr(trainer.logger, "experiment", None)
         if experiment is None or not hasattr(experiment, "add_image"):
             return
-        from unetkit.report.figures import grid_tensor
+        from unetkit.train.plots import grid_tensor
 
         grid = grid_tensor(*batch, pl_module.num_classes)
         experiment.add_image("val/input_truth_prediction", grid,

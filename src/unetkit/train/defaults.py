@@ -10,7 +10,10 @@ import torch
 from unetkit.config import FitConfig, parse_duration
 from unetkit.device import resolve_precision
 
-MAX_SIDE = 1024
+MAX_SIDE = 1024  # longer images are shrunk to this longest side (scale "auto")
+PATCH_CAP = {"cpu": 256, "cuda": 512}  # patch side at most, per device type
+PATCH_PIXELS = {"cpu": 4 * 256 * 256, "cuda": 16 * 256 * 256}  # patch pixels per step
+PLAIN_UNETS = ("unet", "unet-bn", "unet1024", "unet-valid")
 # The space-to-depth stem on CPU, where the full-resolution level dominates the step time
 # (3.4x faster at 256 px). It learns less per epoch, so it pays only with room to run:
 # measured on membrane, two runs side by side on one core each, Dice stem/plain: 0.917/0.926
@@ -39,6 +42,49 @@ class Decisions:
         self.reasons.append(f"{key} = {value}: {reason}")
 
 
+# ------------------------------------------------ rules shared by fit's defaults and the planner
+
+def round_down(v: int, multiple: int = 32) -> int:
+    return max(multiple, v // multiple * multiple)
+
+
+def auto_scale(longest: int) -> float:
+    """Full resolution up to MAX_SIDE px on the longest side, else shrink to it."""
+    return 1.0 if longest <= MAX_SIDE else round(MAX_SIDE / longest, 4)
+
+
+def patch_size(h: int, w: int, device_type: str) -> list[int]:
+    """Patches at the images' own scale (smallest image h x w), multiples of 32, capped."""
+    cap = patch_cap(device_type)
+    return [min(cap, round_down(h)), min(cap, round_down(w))]
+
+
+def patch_cap(device_type: str) -> int:
+    return PATCH_CAP["cpu" if device_type == "cpu" else "cuda"]
+
+
+def pixels_per_step(device_type: str) -> int:
+    return PATCH_PIXELS["cpu" if device_type == "cpu" else "cuda"]
+
+
+def batch_for(size: list[int], device_type: str) -> int:
+    """About 4 (CPU) or 16 (GPU) 256x256 patch equivalents per step, 2 to 32 patches."""
+    return int(min(32, max(2, pixels_per_step(device_type) // (size[0] * size[1]))))
+
+
+def loader_workers(device_type: str) -> int:
+    """None on CPU (decoded data is memory-mapped; the cores train), else up to 8."""
+    cpus = os.cpu_count() or 1
+    return 0 if device_type == "cpu" or cpus <= 2 else min(8, cpus - 1)
+
+
+def channels_last_for(model: str, device_type: str) -> bool:
+    """Plain convolutions train faster in NCHW on CPU; depthwise encoders and CUDA do not."""
+    return device_type == "cuda" or model not in PLAIN_UNETS
+
+
+# ----------------------------------------------------------------------------- fit's choices
+
 def choose_scale(config: FitConfig, image_sizes: list[tuple[int, int]]) -> float | str:
     if config.scale == "stretch":
         if not config.size:
@@ -48,12 +94,7 @@ def choose_scale(config: FitConfig, image_sizes: list[tuple[int, int]]) -> float
         return f"stretch:{config.size[0]}x{config.size[1]}"
     if config.scale != "auto":
         return float(config.scale)
-    longest = max(max(s) for s in image_sizes)
-    return 1.0 if longest <= MAX_SIDE else round(MAX_SIDE / longest, 4)
-
-
-def _round_down(v: int, multiple: int = 32) -> int:
-    return max(multiple, v // multiple * multiple)
+    return auto_scale(max(max(s) for s in image_sizes))
 
 
 def resolve(config: FitConfig, image_sizes: list[tuple[int, int]], scale: float | str,
@@ -70,18 +111,17 @@ def resolve(config: FitConfig, image_sizes: list[tuple[int, int]], scale: float 
     if config.size:
         d.set("size", list(config.size), "as asked")
     else:
-        limit = 256 if device.type == "cpu" else 512
-        size = [min(limit, _round_down(min_h)) if min_h >= 32 else 32,
-                min(limit, _round_down(min_w)) if min_w >= 32 else 32]
+        limit = patch_cap(device.type)
+        size = patch_size(min_h, min_w, device.type)
         d.set("size", size, f"patches at the images' own scale, at most {limit} px on "
               f"{device.type.upper()} (images are {min_h}x{min_w} px or larger)")
     h, w = d.values["size"]
     if config.batch_size:
         d.set("batch_size", config.batch_size, "as asked")
     else:
-        budget = (4 if device.type == "cpu" else 16) * 256 * 256
-        d.set("batch_size", int(min(32, max(2, budget // (h * w)))),
-              f"about {budget // 65536} 256x256-patch equivalents per step on {device.type}")
+        d.set("batch_size", batch_for([h, w], device.type),
+              f"about {pixels_per_step(device.type) // 65536} 256x256-patch equivalents per "
+              f"step on {device.type}")
     options = dict(config.model_options)
     if config.model in ("unet",) and "norm" not in options:
         options["norm"] = "batch"
@@ -106,9 +146,7 @@ def resolve(config: FitConfig, image_sizes: list[tuple[int, int]], scale: float 
         d.set("model_options", options, "; ".join(why))
     else:
         d.values["model_options"] = options
-    plain = config.model in ("unet", "unet-bn", "unet1024", "unet-valid")
-    channels_last = device.type == "cuda" or not plain
-    d.set("channels_last", channels_last,
+    d.set("channels_last", channels_last_for(config.model, device.type),
           "measured by `unetkit bench`: plain convolutions train 1.12x faster in NCHW on CPU, "
           "depthwise encoders and CUDA faster channels-last")
     precision = resolve_precision(config.precision, device)
@@ -117,8 +155,7 @@ def resolve(config: FitConfig, image_sizes: list[tuple[int, int]], scale: float 
     if config.num_workers is not None:
         d.values["num_workers"] = config.num_workers
     else:
-        cpus = os.cpu_count() or 1
-        workers = 0 if device.type == "cpu" or cpus <= 2 else min(8, cpus - 1)
+        workers = loader_workers(device.type)
         d.set("num_workers", workers, "decoded data is cached in memory-mapped arrays, so "
               + ("augmenting in-process leaves the cores to training" if workers == 0
                  else "workers keep the GPU fed"))

@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import json
 import random
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -13,7 +12,6 @@ from typing import Any
 import lightning as L
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Sampler
 
 from unetkit.config import FitConfig, parse_duration
 from unetkit.data.dataset import SegmentationDataset, channel_stats
@@ -24,7 +22,7 @@ from unetkit.device import is_first_process, pick_device
 from unetkit.errors import UnetkitError, UsageError
 from unetkit.io_utils import atomic_write_text, remove_stale_temps, run_lock
 from unetkit.models.registry import build_model
-from unetkit.progress import plain_output
+from unetkit.progress import plain_output, say
 from unetkit.train import defaults
 from unetkit.train.callbacks import (
     ArtifactOnBest,
@@ -33,6 +31,7 @@ from unetkit.train.callbacks import (
     MetricsCsv,
     training_clock,
 )
+from unetkit.train.loaders import make_loader, training_dataset
 from unetkit.train.losses import build_loss
 from unetkit.train.module import SegmentationModule
 from unetkit.train.progress_log import PlainProgress
@@ -42,34 +41,13 @@ DEFAULT_EPOCHS = 50  # without --epochs or --max-time
 
 @dataclass
 class FitResult:
+    """A trained run directory; `metrics` are filled in by the report (see pipeline.py)."""
+
     run_dir: Path
     metrics: dict[str, Any]
-
-
-class EpochSeededSampler(Sampler[int]):
-    """A shuffle fixed by (seed, epoch), so a resumed run sees the same data order.
-
-    `length` > n repeats the data within an epoch: when patches are much smaller than the
-    images, an epoch then still covers about every image's area once.
-    """
-
-    def __init__(self, n: int, seed: int, length: int | None = None) -> None:
-        self.n, self.seed, self.epoch = n, seed, 0
-        self.length = max(n, length or n)
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
-
-    def __iter__(self):  # type: ignore[override]
-        g = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
-        rounds = -(-self.length // self.n)
-        order = torch.cat([torch.randperm(self.n, generator=g) for _ in range(rounds)])
-        # each item carries its own augmentation seed: independent of worker and RNG history
-        base = (self.seed * 1_000_003 + self.epoch) * 10_000_019
-        return iter([(int(i), base + k) for k, i in enumerate(order[:self.length].tolist())])
-
-    def __len__(self) -> int:
-        return self.length
+    data: PreparedData | None = None  # what it trained on, for the report
+    splits: dict[str, list[str]] | None = None
+    main: bool = True  # False in the other processes of a distributed run
 
 
 class StepSeeding(L.Callback):
@@ -99,19 +77,6 @@ def quiet_lightning() -> None:
     warnings.filterwarnings("ignore", message=".*does not have many workers.*")
     warnings.filterwarnings("ignore", message=".*litlogger.*")
 
-
-def _say(msg: str, quiet: bool) -> None:
-    if not quiet:
-        print(msg, file=sys.stderr, flush=True)
-
-
-def _loader(ds: SegmentationDataset, batch: int, train: bool, workers: int, seed: int,
-            device: torch.device, length: int | None = None) -> DataLoader:
-    sampler = EpochSeededSampler(len(ds), seed, length) if train else None
-    return DataLoader(ds, batch_size=batch, sampler=sampler, shuffle=False,
-                      drop_last=train and len(sampler or ds) > batch,
-                      num_workers=workers, pin_memory=device.type == "cuda",
-                      persistent_workers=workers > 0)
 
 
 def _in_channels(data: PreparedData, indices: list[int], asked: int | None) -> int:
@@ -153,7 +118,7 @@ def _fit_locked(config: FitConfig, out: Path, quiet: bool, resume: bool, lr_find
     quiet_lightning()
     device = pick_device()
     L.seed_everything(config.seed, workers=True, verbose=False)
-    _say(f"unetkit fit: data {config.data} -> run {out} on {device.type}", quiet)
+    say(f"unetkit fit: data {config.data} -> run {out} on {device.type}", quiet)
 
     from unetkit.data.formats import open_dataset
 
@@ -164,7 +129,7 @@ def _fit_locked(config: FitConfig, out: Path, quiet: bool, resume: bool, lr_find
     if data.bad:
         lines = "\n".join(f"{b.name}\t{b.reason}" for b in data.bad)
         atomic_write_text(out / "skipped.txt", lines + "\n")
-        _say(f"Skipped {len(data.bad)} bad image/mask pair(s); listed in {out / 'skipped.txt'}.",
+        say(f"Skipped {len(data.bad)} bad image/mask pair(s); listed in {out / 'skipped.txt'}.",
              quiet)
     splits_path = out / "splits.json"
     if splits is not None:
@@ -208,17 +173,16 @@ def _fit_locked(config: FitConfig, out: Path, quiet: bool, resume: bool, lr_find
                             "precision": d.values["precision"], "in_channels": channels,
                             "num_workers": d.values["num_workers"], "loss": loss_name})
     for reason in d.reasons:
-        _say(f"  picked {reason}", quiet)
-    _say(f"  {len(train_idx)} training / {len(val_idx)} validation images, {classes} classes "
+        say(f"  picked {reason}", quiet)
+    say(f"  {len(train_idx)} training / {len(val_idx)} validation images, {classes} classes "
          f"({data.mask.kind} masks), {channels} channel(s), normalised with {norm_reason}", quiet)
     out.mkdir(parents=True, exist_ok=True)
 
     grey = channels == 1
     weight_maps = loss_name == "weighted-ce"
     valid_padding = hasattr(model, "output_margin")
-    train_ds = SegmentationDataset(data.cache, train_idx,
-                                   build_transforms(size, resolved.augment, True, grey),
-                                   channels, mean, std, weight_maps)
+    train_ds = training_dataset(data.cache, train_idx, size, resolved.augment, channels, mean,
+                                std, weight_maps)
     val_tf = build_transforms(size, "none", False, grey, center_crop=valid_padding)
     val_ds = SegmentationDataset(data.cache, val_idx or train_idx[:1], val_tf, channels, mean,
                                  std, weight_maps)
@@ -227,9 +191,9 @@ def _fit_locked(config: FitConfig, out: Path, quiet: bool, resume: bool, lr_find
     workers = resolved.num_workers or 0
     area = sum(data.cache.shapes[i][0] * data.cache.shapes[i][1] for i in train_idx)
     epoch_length = -(-area // (size[0] * size[1]))
-    train_loader = _loader(train_ds, resolved.batch_size, True, workers, config.seed, device,
+    train_loader = make_loader(train_ds, resolved.batch_size, True, workers, config.seed, device,
                            epoch_length)
-    val_loader = _loader(val_ds, resolved.batch_size if same_size else 1, False, workers,
+    val_loader = make_loader(val_ds, resolved.batch_size if same_size else 1, False, workers,
                          config.seed, device)
 
     class_names = data.mask.class_names
@@ -253,7 +217,7 @@ def _fit_locked(config: FitConfig, out: Path, quiet: bool, resume: bool, lr_find
         found = run_lr_find(module, train_loader, out / "report" / "lr_finder.png",
                             resolved.precision, device)
         module.lr = resolved.lr = found
-        _say(f"  picked lr = {found:.2e}: steepest descent of the range test "
+        say(f"  picked lr = {found:.2e}: steepest descent of the range test "
              f"(report/lr_finder.png)", quiet)
     if lr_find_only:
         return FitResult(out, {"suggested_lr": resolved.lr})
@@ -292,12 +256,7 @@ def _fit_locked(config: FitConfig, out: Path, quiet: bool, resume: bool, lr_find
     ckpt = out / "checkpoints" / "last.ckpt"
     trainer.fit(module, train_loader, val_loader,
                 ckpt_path=str(ckpt) if resume and ckpt.is_file() else None)
-    if not trainer.is_global_zero:
-        return FitResult(out, {})
-    from unetkit.train.report import write_report
-
-    metrics = write_report(out, data, splits, quiet=quiet)
-    return FitResult(out, metrics)
+    return FitResult(out, {}, data, splits, trainer.is_global_zero)
 
 
 def _mode(monitor: str) -> str:

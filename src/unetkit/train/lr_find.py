@@ -11,6 +11,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from unetkit.errors import UnetkitError
+from unetkit.train.plots import plot_lr_curve
 
 MIN_LR, MAX_LR, STEPS = 1e-6, 1.0, 60
 
@@ -33,11 +34,5 @@ def run_lr_find(module: L.LightningModule, loader: DataLoader, plot_path: Path,
     suggestion = finder.suggestion()
     if suggestion is None or not math.isfinite(suggestion):
         suggestion = 1e-3
-    plot_lr_finder(finder.results["lr"], finder.results["loss"], suggestion, plot_path)
+    plot_lr_curve(finder.results["lr"], finder.results["loss"], suggestion, plot_path)
     return float(suggestion)
-
-
-def plot_lr_finder(lrs: list[float], losses: list[float], suggestion: float, path: Path) -> None:
-    from unetkit.report.figures import plot_lr_curve
-
-    plot_lr_curve(lrs, losses, suggestion, path)

@@ -55,7 +55,9 @@ class SegmentationModule(L.LightningModule):
             x = x.contiguous(memory_format=torch.channels_last)
         return self.model(x)
 
-    def _step(self, batch: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, torch.Tensor, Any]:
+    def shared_step(self, batch: tuple[torch.Tensor, ...]
+                    ) -> tuple[torch.Tensor, torch.Tensor, Any]:
+        """Loss, logits and the (centre-cropped for valid models) targets of one batch."""
         x, y = batch[0], batch[1]
         weights = batch[2] if len(batch) > 2 else None
         logits = self(x)
@@ -68,7 +70,7 @@ class SegmentationModule(L.LightningModule):
         return loss, logits, y
 
     def training_step(self, batch: tuple[torch.Tensor, ...], batch_idx: int) -> torch.Tensor:
-        loss, logits, y = self._step(batch)
+        loss, logits, y = self.shared_step(batch)
         self.train_conf.update(predictions(logits.detach()), y)
         self.log("train/loss", loss, prog_bar=True, on_step=True, on_epoch=True,
                  batch_size=y.shape[0])
@@ -78,7 +80,7 @@ class SegmentationModule(L.LightningModule):
         self._log_scores("train", self.train_conf)
 
     def validation_step(self, batch: tuple[torch.Tensor, ...], batch_idx: int) -> None:
-        loss, logits, y = self._step(batch)
+        loss, logits, y = self.shared_step(batch)
         self.val_conf.update(predictions(logits), y)
         self.log("val/loss", loss, on_epoch=True, batch_size=y.shape[0], sync_dist=True)
         if batch_idx == 0:
@@ -89,16 +91,16 @@ class SegmentationModule(L.LightningModule):
         self._log_scores("val", self.val_conf)
 
     def _log_scores(self, stage: str, conf_metric: Any) -> None:
-        scores = scores_from_confusion(conf_metric.compute())
+        scores = scores_from_confusion(conf_metric.compute())  # plain floats, numpy arrays
         conf_metric.reset()
-        self.log(f"{stage}/mean_dice", scores["mean_dice"].float(), prog_bar=stage == "val",
+        self.log(f"{stage}/mean_dice", scores["mean_dice"], prog_bar=stage == "val",
                  sync_dist=True)
-        self.log(f"{stage}/mean_iou", scores["mean_iou"].float(), sync_dist=True)
-        self.log(f"{stage}/pixel_accuracy", scores["pixel_accuracy"].float(), sync_dist=True)
+        self.log(f"{stage}/mean_iou", scores["mean_iou"], sync_dist=True)
+        self.log(f"{stage}/pixel_accuracy", scores["pixel_accuracy"], sync_dist=True)
         if self.num_classes == 2:
-            self.log(f"{stage}/dice", scores["dice"][1].float(), prog_bar=stage == "val",
+            self.log(f"{stage}/dice", float(scores["dice"][1]), prog_bar=stage == "val",
                      sync_dist=True)
-            self.log(f"{stage}/iou", scores["iou"][1].float(), sync_dist=True)
+            self.log(f"{stage}/iou", float(scores["iou"][1]), sync_dist=True)
 
     def progress(self) -> float:
         """Fraction of the training done, by steps or by wall time, whichever is further."""
@@ -131,3 +133,18 @@ class SegmentationModule(L.LightningModule):
         sched = torch.optim.lr_scheduler.LambdaLR(
             opt, lambda _: lr_factor(self.scheduler_name, self.progress() if self._trainer else 0))
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+
+
+def manual_step(module: SegmentationModule, optimizer: torch.optim.Optimizer,
+                batch: tuple[torch.Tensor, ...], precision: str) -> torch.Tensor:
+    """One optimisation step as Lightning's loop takes it (autocast, the module's own step and
+    training metrics, backward, optimiser step), for the planner's probe and the bench."""
+    from unetkit.device import autocast_context
+
+    with autocast_context(module.device, precision):
+        loss, logits, y = module.shared_step(batch)
+    module.train_conf.update(predictions(logits.detach()), y)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+    return loss.detach()

@@ -44,7 +44,7 @@ def car_id(stem: str) -> str:
 
 
 def load(root: Path, **options: object) -> DatasetSpec:
-    from unetkit.infer.rle import read_rle_csv
+    from unetkit.data.rle import read_rle_csv
 
     masks_from = option(NAME, options, "masks", "auto", ("auto", "gif", "csv"))
     hq = option(NAME, options, "hq", "false", ("true", "false")) == "true"

@@ -1,4 +1,7 @@
-"""After training: honest validation metrics at full size, curves and prediction pictures."""
+"""After training: honest validation metrics at full size, curves and prediction pictures.
+
+Called by the pipeline once `fit` has written the run directory (train/ never imports it).
+"""
 
 from __future__ import annotations
 
