@@ -10,7 +10,8 @@ SRC = Path(__file__).resolve().parents[1] / "src" / "unetkit"
 # what each part may import (besides itself and the shared base modules); DESIGN.md's picture
 BASE = {"errors", "io_utils", "progress", "device", "config", "plotting", "scoring"}
 ALLOWED = {
-    "errors": set(), "io_utils": {"errors"}, "progress": set(), "device": {"errors", "progress"},
+    "errors": set(), "io_utils": {"errors"}, "progress": set(),
+    "device": {"errors", "progress", "config"},
     "config": {"errors", "io_utils"}, "plotting": {"io_utils"}, "scoring": {"errors"},
     "data": BASE,
     "models": BASE,
@@ -24,7 +25,7 @@ ALLOWED = {
     "bench": BASE | {"data", "models", "train", "infer", "report", "plan", "pipeline",
                      "fit_flags"},
     "demo": BASE | {"data", "models", "train", "infer", "report", "pipeline"},
-    "fit_flags": BASE,
+    "fit_flags": BASE | {"train"},
     "cli": BASE | {"data", "models", "train", "infer", "report", "plan", "pipeline", "share",
                    "serve", "bench", "demo", "fit_flags"},
     "__main__": {"cli"},

@@ -181,6 +181,8 @@ def predict(
     tile: Annotated[int | None, typer.Option(help="Tile size for sliding-window inference.")
                     ] = None,
     overlap: Annotated[float, typer.Option(help="Tile overlap fraction.")] = 0.25,
+    batch_size: Annotated[int, typer.Option(help="Tiles per forward pass with --tile (more is "
+                                            "faster on a GPU, needs more memory).")] = 4,
     tta: Annotated[bool, typer.Option(help="Average over flips (and 90° rotations).")] = False,
     overlay: Annotated[bool, typer.Option(help="Also write mask-over-image PNGs.")] = False,
     probabilities: Annotated[str | None, typer.Option(help="Also write probabilities: npy "
@@ -228,7 +230,10 @@ def predict(
         raise UsageError(f"--engine {engine!r} is unknown; use torch or onnx.")
     paths = expand_inputs(inputs)
     net = load_for_engine(model, engine)
-    predictor = Predictor(net, tile=tile, overlap=overlap, tta=tta, precision=precision)
+    if batch_size < 1:
+        raise UsageError(f"--batch-size {batch_size} must be at least 1.")
+    predictor = Predictor(net, tile=tile, overlap=overlap, tta=tta, precision=precision,
+                          batch_size=batch_size)
     clean = make_postprocess(len(predictor.class_names), keep_largest, min_size)
     options = dict(postprocess=clean, instances=instances, split_touching=split_touching)
     if rle is not None:

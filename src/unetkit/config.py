@@ -72,7 +72,43 @@ class FitConfig:
         if unknown:
             raise UsageError(f"Unknown config key(s) {', '.join(unknown)}; known keys: "
                              f"{', '.join(sorted(known))}.")
-        return cls(**values)
+        config = cls(**values)
+        config.validate()
+        return config
+
+    def validate(self) -> FitConfig:
+        """Check types and ranges once, naming the flag (and config key) at fault."""
+        for key in ("format_options", "model_options", "loss_options"):
+            if not isinstance(getattr(self, key), dict):
+                raise UsageError(f"Config key {key} must be a mapping of names to values, not "
+                                 f"{getattr(self, key)!r}.")
+        for key, low in (("epochs", 1), ("batch_size", 1), ("folds", 2), ("patience", 1),
+                         ("classes", 1), ("in_channels", 1), ("devices", 1), ("num_nodes", 1),
+                         ("accumulate", 1), ("num_workers", 0), ("unfreeze_at", 0)):
+            _check_int(key, getattr(self, key), low, optional=key not in
+                       ("devices", "num_nodes", "accumulate"))
+        _check_int("seed", self.seed, 0)
+        for key in ("val_split", "test_split"):
+            value = getattr(self, key)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) \
+                    or not 0 <= value < 1:
+                raise UsageError(f"{_flag(key)} {value!r} must be a fraction in [0, 1).")
+        if self.val_split + self.test_split >= 1:
+            raise UsageError(f"--val-split {self.val_split} and --test-split {self.test_split} "
+                             "leave nothing to train on; their sum must be below 1.")
+        if self.augment not in AUGMENTS:
+            raise UsageError(f"--augment {self.augment!r} is unknown; choose one of "
+                             f"{', '.join(AUGMENTS)}.")
+        if self.precision not in PRECISIONS:
+            raise UsageError(f"--precision {self.precision!r} is unknown; choose one of "
+                             f"{', '.join(PRECISIONS)}.")
+        if self.lr != "auto" and (isinstance(self.lr, bool) or not isinstance(self.lr, (int, float))
+                                  or not self.lr > 0):
+            raise UsageError(f"--lr {self.lr!r} must be a positive number or auto.")
+        parse_duration(self.max_time)
+        if self.size is not None:
+            self.size = parse_size(self.size)
+        return self
 
     @classmethod
     def load(cls, path: str | Path) -> FitConfig:
@@ -86,6 +122,22 @@ class FitConfig:
         if not isinstance(values, dict):
             raise UsageError(f"Config file {path} must hold a mapping of keys to values.")
         return cls.from_dict(values)
+
+
+AUGMENTS = ("none", "default", "strong")
+PRECISIONS = ("auto", "32", "bf16-mixed", "16-mixed")  # what --precision accepts
+
+
+def _flag(key: str) -> str:
+    return "--" + key.replace("_", "-")
+
+
+def _check_int(key: str, value: Any, low: int, optional: bool = False) -> None:
+    if value is None and optional:
+        return
+    if isinstance(value, bool) or not isinstance(value, int) or value < low:
+        raise UsageError(f"{_flag(key)} {value!r} must be a whole number of at least {low} "
+                         f"(config key {key}).")
 
 
 def parse_size(text: str | int | list[int] | None) -> list[int] | None:

@@ -15,10 +15,10 @@ from typing import Any
 
 import torch
 
+from unetkit.config import PRECISIONS
 from unetkit.errors import UsageError
 from unetkit.progress import first_process
 
-PRECISIONS = ("auto", "32", "bf16-mixed", "16-mixed")
 BF16_ENV = "UNETKIT_CPU_BF16"
 # what "auto" means per purpose on a CPU with native bf16 (elsewhere "auto" is 32 on CPU):
 # training and predicted masks may use bf16; metrics must not depend on the machine

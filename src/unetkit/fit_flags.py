@@ -52,6 +52,9 @@ def fit_options(
     loss: Annotated[str, typer.Option(help="auto, bce, ce, dice, bce-dice, ce-dice, jaccard, "
                                       "focal, tversky, weighted-ce (U-Net border weights).")
                     ] = "auto",
+    loss_option: Annotated[list[str] | None, typer.Option(
+        help="Loss option KEY=VALUE, repeatable: dice_smooth, dice_per_image, dice_weight, "
+             "ce_weight, focal_gamma, tversky_alpha, tversky_beta.")] = None,
     class_weights: Annotated[str | None, typer.Option(
         help="Comma-separated per-class loss weights, e.g. 1,3.")] = None,
     optimizer: Annotated[str, typer.Option(help="adam, adamw, sgd (momentum 0.99), rmsprop.")
@@ -116,6 +119,12 @@ def fit_options(
     if format_option:
         base.format_options = {**base.format_options, **parse_options(format_option,
                                                                         "--format-option")}
+    if loss_option:
+        from unetkit.train.losses import check_loss_options
+
+        options = parse_options(loss_option, "--loss-option")
+        check_loss_options(options)
+        base.loss_options = {**base.loss_options, **options}
     if class_weights:
         try:
             base.loss_options = {**base.loss_options, "class_weights":

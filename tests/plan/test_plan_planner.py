@@ -70,7 +70,7 @@ def test_to_fit_config_maps_and_keeps(disc_folder):
     assert cfg.loss == "bce-dice" and cfg.loss_options == plan.value("loss_options")
     w = cfg.loss_options["class_weights"]
     assert len(w) == 2 and w[1] > w[0] == 1.0
-    assert set(plan.runtime) >= {"threads", "tta"}
+    assert set(plan.runtime) == {"threads"}  # predict-time TTA is the user's choice
 
 
 def test_too_small_budget_says_what_it_needs(disc_folder):

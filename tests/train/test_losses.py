@@ -70,8 +70,8 @@ def test_names_and_auto():
         ({"name": "ce", "num_classes": 3, "class_weights": [1.0, 2.0]}, "--class-weights"),
         ({"name": "ce", "num_classes": 1, "class_weights": [1.0]}, "--class-weights"),
         ({"name": "ce", "num_classes": 2, "class_weights": [1.0, -1.0]}, "--class-weights"),
-        ({"name": "dice", "num_classes": 1, "dice_smooth": -1.0}, "--dice-smooth"),
-        ({"name": "focal", "num_classes": 1, "focal_gamma": -0.5}, "--focal-gamma"),
+        ({"name": "dice", "num_classes": 1, "dice_smooth": -1.0}, "--loss-option dice_smooth"),
+        ({"name": "focal", "num_classes": 1, "focal_gamma": -0.5}, "--loss-option focal_gamma"),
         ({"name": "ce", "num_classes": 0}, "--classes"),
     ],
 )

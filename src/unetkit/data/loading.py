@@ -9,6 +9,7 @@ import torch.nn.functional as F
 from unetkit.data.formats.base import MaskSpec, Sample
 from unetkit.data.masks import to_class_index
 from unetkit.data.readers import orientation_hint, read_image, read_raw_mask
+from unetkit.data.scale import scaled_size
 from unetkit.data.transforms import IGNORE
 from unetkit.errors import UnetkitError
 
@@ -70,14 +71,6 @@ def resize_pair(image: np.ndarray, mask: np.ndarray | None, size: tuple[int, int
         m = torch.from_numpy(np.ascontiguousarray(mask))[None, None]
         mask = F.interpolate(m, size=size, mode="nearest-exact")[0, 0].numpy()
     return image, mask
-
-
-def scaled_size(shape: tuple[int, ...], scale: float | str) -> tuple[int, int]:
-    if isinstance(scale, str) and scale.startswith("stretch:"):
-        h, w = scale.split(":")[1].split("x")
-        return int(h), int(w)
-    s = float(scale)
-    return max(1, round(shape[0] * s)), max(1, round(shape[1] * s))
 
 
 def load_pair(sample: Sample, spec: MaskSpec, scale: float | str = 1.0

@@ -10,15 +10,19 @@ and accept the sizes the PyTorch model accepts (the output is smaller by 2 × ma
 
 The metadata (`metadata_props`) carries what inference needs besides the graph: the
 normalisation, class names, training input size and scale, whether the task is binary, the
-padding multiple, the unetkit version and the whole config.json of the artifact.
+model's geometry (padding multiple, pooling grid, valid padding), the unetkit version and the
+whole config.json of the artifact.
 
 `OnnxEngine` is the onnxruntime counterpart of a model's forward: it maps a normalised
-torch batch to logits, so `Predictor` keeps one predict path for both engines.
+torch batch to logits and declares the exported model's geometry, so `Predictor` keeps one
+predict path for both engines (infer/engines.py picks the engine; this module never imports
+predict).
 """
 
 from __future__ import annotations
 
 import copy
+import importlib.metadata
 import io
 import json
 import warnings
@@ -32,7 +36,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from unetkit.errors import UnetkitError, UsageError
+from unetkit.infer.preprocess import model_input
+from unetkit.models.geometry import Geometry, geometry_of
 
+ENGINES = ("torch", "onnx")
 OPSET = 17
 TOLERANCE = 1e-4
 INPUT_NAME = "input"
@@ -42,43 +49,22 @@ DYNAMIC_AXES = {0: "batch", 2: "height", 3: "width"}
 
 
 def _version() -> str:
-    import unetkit
-
-    return unetkit.__version__
-
-
-def is_valid_padding(model: nn.Module) -> bool:
-    return hasattr(model, "output_margin")
+    """The installed unetkit's version (the package's front door is not imported here)."""
+    try:
+        return importlib.metadata.version("unetkit")
+    except importlib.metadata.PackageNotFoundError:
+        return "0+unknown"
 
 
-def pooling_grid(model: Any) -> int:
-    """The shift a model is equivariant to: 2^depth for the U-Nets (same or valid padding),
-    the encoder's total stride (32) for the pretrained-encoder models."""
-    if isinstance(model, OnnxEngine):
-        return model.grid
-    name = type(model).__name__
-    if name == "UNet":
-        return int(model.grid)
-    if name == "UNetValid":
-        return 2 ** int(model.depth)
-    if name == "TimmUNet":
-        from unetkit.models.timm_unet import HEAD_REDUCTION
-
-        return int(HEAD_REDUCTION)
-    return 32  # MobileNetV2UNet, and a safe guess (a power of two) for anything else
+def check_engine(engine: str) -> None:
+    if engine not in ENGINES:
+        raise UsageError(f"--engine {engine!r} is unknown; use torch or onnx.")
 
 
-def pad_multiple(model: nn.Module) -> int:
-    """The multiple a same-padding model pads its input up to (1 for valid-padding models)."""
-    return 1 if is_valid_padding(model) else pooling_grid(model)
-
-
-def _valid_sizes(depth: int) -> tuple[int, int]:
-    """Two small, different input sizes a valid-padding U-Net of this depth accepts."""
-    from unetkit.models.unet_valid import nearest_valid_sizes
-
-    first = nearest_valid_sizes(1, depth)[1]
-    return first, nearest_valid_sizes(first + 1, depth)[1]
+def _valid_sizes(geometry: Geometry) -> tuple[int, int]:
+    """Two small, different input sizes a valid-padding model accepts."""
+    first = geometry.nearest_valid_sizes(1)[1]
+    return first, geometry.nearest_valid_sizes(first + 1)[1]
 
 
 def _trace_shape(model: nn.Module, channels: int, second: bool = False) -> tuple[int, ...]:
@@ -87,10 +73,11 @@ def _trace_shape(model: nn.Module, channels: int, second: bool = False) -> tuple
     Same-padding models trace at sizes that need padding on both axes (so the padding is in
     the graph) and verify at other, odd sizes, so a graph frozen to one size fails the check.
     """
-    if is_valid_padding(model):
-        a, b = _valid_sizes(int(model.depth))
+    geometry = geometry_of(model)
+    if geometry.valid_padding:
+        a, b = _valid_sizes(geometry)
         return (2, channels, b, a) if second else (1, channels, a, b)
-    m = pad_multiple(model)
+    m = geometry.pad_multiple
     return (2, channels, 3 * m - 3, m + 5) if second else (1, channels, 2 * m + 1, 3 * m + 1)
 
 
@@ -106,6 +93,7 @@ def model_config(model: nn.Module) -> dict[str, Any]:
 
 def _metadata(model: nn.Module, config: dict[str, Any]) -> dict[str, str]:
     binary = bool(config.get("binary", True))
+    geometry = geometry_of(model)
     return {
         "producer": "unetkit",
         "unetkit_version": _version(),
@@ -118,9 +106,10 @@ def _metadata(model: nn.Module, config: dict[str, Any]) -> dict[str, str]:
         "scale": json.dumps(config.get("scale", 1.0)),
         "binary": json.dumps(binary),
         "in_channels": str(int(config.get("in_channels", 3))),
-        "pad_multiple": str(pad_multiple(model)),
-        "pooling_grid": str(pooling_grid(model)),
-        "valid_padding": json.dumps(is_valid_padding(model)),
+        "pad_multiple": str(geometry.pad_multiple),
+        "pooling_grid": str(geometry.pooling_grid),
+        "valid_padding": json.dumps(geometry.valid_padding),
+        "valid_depth": str(geometry.depth),
         "dynamic_axes": "batch,height,width",
         "config": json.dumps(config),
     }
@@ -163,18 +152,11 @@ def _masks(logits: np.ndarray) -> np.ndarray:
 def _image_input(model: nn.Module, image: np.ndarray, name: str) -> torch.Tensor:
     """A real image as the model sees it: normalised, at the working scale (and, for valid
     models, centre-cropped to the largest size the model accepts)."""
-    from unetkit.infer.predict import Predictor
-
-    predictor = Predictor(model, device="cpu")
-    x = predictor._normalize(predictor._prepare(image, name)[None])[0]
-    wh, ww = predictor._working_size(*image.shape[:2])
-    if (wh, ww) != tuple(x.shape[-2:]):
-        x = F.interpolate(x[None], size=(wh, ww), mode="bilinear", antialias=True,
-                          align_corners=False)[0]
-    if is_valid_padding(model):
-        from unetkit.models.unet_valid import nearest_valid_sizes
-
-        sizes = [nearest_valid_sizes(s, int(model.depth))[0] for s in (wh, ww)]
+    x = model_input(image, dict(getattr(model, "unetkit_meta", None) or {}), name)[0]
+    geometry = geometry_of(model)
+    if geometry.valid_padding:
+        wh, ww = x.shape[-2:]
+        sizes = [geometry.nearest_valid_sizes(int(s))[0] for s in (wh, ww)]
         if None in sizes:
             raise UnetkitError(f"{name} is too small to check a unet-valid export on.")
         top, left = (wh - sizes[0]) // 2, (ww - sizes[1]) // 2
@@ -299,10 +281,11 @@ def make_session(source: str | Path | bytes, cpu_only: bool = False) -> Any:
 class OnnxEngine:
     """Runs an exported model: normalised N×C×H×W torch batch in, logits out.
 
-    Carries `unetkit_meta` (the artifact config minus the architecture), like a loaded
-    PyTorch model, so `Predictor` and `evaluate` take either. Inputs smaller than the padding
-    multiple are replicate-padded here first, as the PyTorch model does (the graph's own
-    padding is the reflect padding every larger input gets).
+    Carries `unetkit_meta` (the artifact config minus the architecture) and `geometry` (from
+    the export's metadata), like a loaded PyTorch model, so `Predictor` and `evaluate` take
+    either. Inputs smaller than the padding multiple are replicate-padded here first, as the
+    PyTorch model does (the graph's own padding is the reflect padding every larger input
+    gets).
     """
 
     def __init__(self, session: Any) -> None:
@@ -317,14 +300,22 @@ class OnnxEngine:
         self.unetkit_arch = config.get("architecture", {})
         self.unetkit_meta = {k: v for k, v in config.items()
                              if k not in ("architecture", "format_version")}
-        self.multiple = int(self.metadata.get("pad_multiple", "1"))
-        self.grid = int(self.metadata.get("pooling_grid", self.multiple))
+        self.geometry = self._geometry()
+        self.multiple, self.grid = self.geometry.pad_multiple, self.geometry.pooling_grid
         self.input_name = session.get_inputs()[0].name
-        if json.loads(self.metadata.get("valid_padding", "false")):
-            from unetkit.models.unet_valid import valid_output_size
 
-            depth = int(self.unetkit_arch.get("options", {}).get("depth", 4))
-            self.output_margin = lambda size: (size - valid_output_size(size, depth)) // 2
+    def _geometry(self) -> Geometry:
+        """The exported model's geometry, as its metadata records it."""
+        multiple = int(self.metadata.get("pad_multiple", "1"))
+        valid = bool(json.loads(self.metadata.get("valid_padding", "false")))
+        # exports before `valid_depth` was recorded: the architecture's depth option
+        depth = int(self.metadata.get("valid_depth") or
+                    self.unetkit_arch.get("options", {}).get("depth", 4)) if valid else 0
+        return Geometry(multiple, int(self.metadata.get("pooling_grid", multiple)), valid, depth)
+
+    def output_margin(self, size: int) -> int:
+        """Pixels a valid-padding export loses per side for an input side (0 otherwise)."""
+        return self.geometry.output_margin(size)
 
     @classmethod
     def from_module(cls, model: nn.Module) -> OnnxEngine:
@@ -351,14 +342,6 @@ class OnnxEngine:
     __call__ = logits
 
 
-def is_engine(obj: Any) -> bool:
-    return isinstance(obj, OnnxEngine)
-
-
-def is_session(obj: Any) -> bool:
-    return hasattr(obj, "get_modelmeta") and hasattr(obj, "run")
-
-
 def load_for_engine(path: str | Path, engine: str = "torch") -> Any:
     """A run or artifact directory -> a PyTorch model (engine torch) or an OnnxEngine.
 
@@ -368,8 +351,7 @@ def load_for_engine(path: str | Path, engine: str = "torch") -> Any:
     """
     from unetkit.models.artifact import CONFIG_NAME, WEIGHTS_NAME, find_artifact, load_model
 
-    if engine not in ("torch", "onnx"):
-        raise UsageError(f"--engine {engine!r} is unknown; use torch or onnx.")
+    check_engine(engine)
     if engine == "torch":
         return load_model(path)
     directory = find_artifact(path)

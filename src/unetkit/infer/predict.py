@@ -7,8 +7,6 @@ the image is small enough and by overlapping tiles otherwise, optionally average
 
 from __future__ import annotations
 
-import math
-import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -16,10 +14,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from unetkit.data.readers import match_channels
 from unetkit.device import autocast_context, check_precision, pick_device, resolve_precision
-from unetkit.errors import UnetkitError, UsageError
+from unetkit.errors import UsageError
+from unetkit.infer import engines, preprocess
 from unetkit.infer.tiling import sliding_window
+from unetkit.models.geometry import geometry_of
 
 WHOLE_IMAGE_PIXELS = 1024 * 1024  # above this, predict by tiles to bound memory
 FLOAT32_VALUES = 8000 * 8000  # larger probability maps are stored as float16 (half the memory)
@@ -43,8 +42,10 @@ class Predictor:
 
     `model` is a PyTorch model (from `load_model`/`build_model`), an `OnnxEngine`, or an
     onnxruntime InferenceSession of a `unetkit export` file. `engine="onnx"` exports a
-    PyTorch model in memory and runs it on onnxruntime. The engine only changes the function
-    that maps a normalised batch to logits; scaling, tiling, TTA and thresholding are shared.
+    PyTorch model in memory and runs it on onnxruntime (infer/engines.py chooses). The engine
+    only changes the function that maps a normalised batch to logits; preparing the input
+    (infer/preprocess.py), tiling, TTA and thresholding are shared, and the tiles follow the
+    model's declared geometry (models/geometry.py).
     `precision` "auto" resolves per `purpose` (see `unetkit.device.resolve_precision`): masks
     may run in bf16 where the CPU has it natively, evaluation always in float32; onnxruntime
     runs float32 only. The resolved value is `self.precision`.
@@ -54,17 +55,12 @@ class Predictor:
                  tile: int | None = None, overlap: float = 0.25, tta: bool = False,
                  batch_size: int = 4, precision: str = "auto", engine: str = "torch",
                  fold_bn: bool = True, purpose: str = "predict") -> None:
-        from unetkit.infer import onnx as onnx_engine
-
-        if engine not in ("torch", "onnx"):
-            raise UsageError(f"--engine {engine!r} is unknown; use torch or onnx.")
+        engines.check_engine(engine)
         check_precision(precision)
-        if onnx_engine.is_session(model):
-            model = onnx_engine.OnnxEngine(model)
-        elif engine == "onnx" and not onnx_engine.is_engine(model):
-            model = onnx_engine.OnnxEngine.from_module(model)
-        self.engine = "onnx" if onnx_engine.is_engine(model) else "torch"
-        if self.engine == "onnx":
+        runner = engines.onnx_runner(model, engine)
+        self.engine = "torch" if runner is None else "onnx"
+        if runner is not None:
+            model = runner
             if precision not in ("auto", "32"):
                 raise UsageError(f"--precision {precision} runs on the torch engine only; "
                                  f"--engine onnx runs float32 (use --precision 32 or auto).")
@@ -79,45 +75,18 @@ class Predictor:
         self.meta = dict(getattr(model, "unetkit_meta", {}) or {})
         self.binary = bool(self.meta.get("binary", True))
         self.class_names: list[str] = self.meta.get("class_names", ["background", "foreground"])
-        self.channels = int(self.meta.get("in_channels", 3))
-        norm = self.meta.get("normalization") or {}
-        self.mean = torch.tensor(norm.get("mean", [0.5] * self.channels)).view(-1, 1, 1)
-        self.std = torch.tensor(norm.get("std", [0.25] * self.channels)).view(-1, 1, 1)
+        self.channels = preprocess.input_channels(self.meta)
+        self.mean, self.std = preprocess.normalization(self.meta)
         self.tile = tile
         self.overlap, self.tta, self.batch_size = overlap, tta, batch_size
-        self.margin_fn = getattr(model, "output_margin", None)
-        self.grid = onnx_engine.pooling_grid(model)  # tiles start on this grid
+        self.geometry = geometry_of(model)  # tiles start on its pooling grid
 
     @property
     def out_channels(self) -> int:
         return 1 if self.binary else len(self.class_names)
 
-    def _prepare(self, image: np.ndarray, name: str) -> torch.Tensor:
-        if image.ndim == 2:
-            image = image[..., None]
-        c = image.shape[-1]
-        if c != self.channels and not (c == 1 or (c in (3, 4) and self.channels in (1, 3))):
-            raise UnetkitError(f"{name} has {c} channels but the model expects {self.channels} "
-                               f"(it was trained on {self.channels}-channel images).")
-        image = match_channels(image, self.channels)
-        # stays uint8 until a tile is cut: a large image costs 1 byte per pixel and channel;
-        # read-only arrays are never written through, so no copy is made of them
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", UserWarning)
-            return torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)
-
     def _normalize(self, batch: torch.Tensor) -> torch.Tensor:
-        if batch.dtype != torch.uint8:
-            return batch
-        return batch.float().div_(255.0).sub_(self.mean).div_(self.std)
-
-    def _working_size(self, h: int, w: int) -> tuple[int, int]:
-        scale = self.meta.get("scale", 1.0)
-        if isinstance(scale, str) and scale.startswith("stretch:"):
-            sh, sw = scale.split(":")[1].split("x")
-            return int(sh), int(sw)
-        s = float(scale)
-        return max(1, round(h * s)), max(1, round(w * s))
+        return preprocess.normalize(batch, self.mean, self.std)
 
     def logits(self, batch: torch.Tensor) -> torch.Tensor:
         """The engine's one job: a normalised N×C×H×W batch -> N×K×h×w float32 logits."""
@@ -145,17 +114,16 @@ class Predictor:
         otherwise take 1 GB per class pair): masks and saved probabilities are the same.
         """
         h, w = image.shape[:2]
-        x = self._prepare(image, name)
-        wh, ww = self._working_size(h, w)
+        x = preprocess.prepare_image(image, self.channels, name)
+        wh, ww = preprocess.working_size(self.meta, h, w)
         if (wh, ww) != (h, w):
-            x = F.interpolate(self._normalize(x[None]), size=(wh, ww), mode="bilinear",
-                              antialias=True, align_corners=False)[0]
+            x = preprocess.resize(self._normalize(x[None]), (wh, ww))[0]
         margin = 0
         tile = self.tile
-        if self.margin_fn is not None:  # valid-padding model: always overlap-tile
+        if self.geometry.valid_padding:  # the output is smaller: always overlap-tile
             size = self.meta.get("input_size") or [572, 572]
             tile = tile or int(size[0])
-            margin = int(self.margin_fn(tile))
+            margin = self.geometry.output_margin(tile)
         if tile is None and wh * ww <= WHOLE_IMAGE_PIXELS:
             probs = self._forward(x[None])[0]
         else:
@@ -163,7 +131,7 @@ class Predictor:
             values = self.out_channels * wh * ww
             probs = sliding_window(self._forward, x, (tile, tile), overlap=self.overlap,
                                    batch_size=self.batch_size, out_channels=self.out_channels,
-                                   margin=margin, align=self.grid,
+                                   margin=margin, align=self.geometry.pooling_grid,
                                    out_dtype=torch.float32 if values <= FLOAT32_VALUES
                                    else torch.float16).clamp_(0, 1)  # rounding
         if (wh, ww) != (h, w):
@@ -187,20 +155,15 @@ def _fold_for_inference(model: Any, device: torch.device) -> Any:
     """BatchNorm folded into convolutions (a copy; `model` is untouched), channels-last."""
     from torch import nn
 
-    from unetkit.infer import onnx as onnx_engine
     from unetkit.models.fold import fold_batchnorm
 
-    if hasattr(model, "output_margin") or \
+    geometry = geometry_of(model)
+    if geometry.valid_padding or \
             not any(isinstance(m, nn.BatchNorm2d) for m in model.modules()):
         return model
     channels = int((getattr(model, "unetkit_meta", None) or {}).get(
         "in_channels", model.unetkit_arch["options"].get("in_channels", 3))
         if hasattr(model, "unetkit_arch") else 3)
-    side = max(32, int(onnx_engine.pad_multiple(model)))
+    side = max(32, geometry.pad_multiple)
     folded, _, _ = fold_batchnorm(model, torch.zeros(1, channels, side, side, device=device))
     return folded.to(memory_format=torch.channels_last)
-
-
-def default_tile(meta: dict) -> int | None:
-    size = meta.get("input_size")
-    return None if not size else int(2 ** math.ceil(math.log2(max(size))))

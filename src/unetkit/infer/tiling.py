@@ -149,7 +149,7 @@ def sliding_window(predict_fn: PredictFn, image: torch.Tensor, tile: tuple[int, 
                            f"{tuple(image.shape)}.")
     th, tw = (int(t) for t in tile)
     if margin < 0:
-        raise UsageError(f"--margin must be 0 or more, not {margin}.")
+        raise UsageError(f"The model's output margin must be 0 or more, not {margin}.")
     oh, ow = th - 2 * margin, tw - 2 * margin
     if oh < 1 or ow < 1:
         raise UsageError(f"--tile {th}x{tw} leaves no output with a margin of {margin} pixels "
@@ -193,7 +193,7 @@ def sliding_window(predict_fn: PredictFn, image: torch.Tensor, tile: tuple[int, 
             if out.ndim != 4 or out.shape[0] != len(chunk) or tuple(out.shape[2:]) != (oh, ow):
                 raise UsageError(
                     f"The model returned shape {tuple(out.shape)} for {len(chunk)} tiles of "
-                    f"{th}x{tw}; expected {len(chunk)}×K×{oh}×{ow}: check --tile and --margin.")
+                    f"{th}x{tw}; expected {len(chunk)}×K×{oh}×{ow}: check --tile.")
             if band is None:
                 band = start(out.shape[1])
             elif out.shape[1] != band.buf.shape[0]:

@@ -352,14 +352,6 @@ def decide(fp: Fingerprint, m: Measurements, budget_s: float | str, data: str | 
                                         m.threads_tested.items()) + ")" if m.threads_tested
                             else "torch's default for this machine")
     n_val = dd["_n_val"].value
-    tta_cost = 4 * speed.eval_s_per_image
-    tta = n_train <= SMALL_DATA or bool(fp.thin_classes)
-    why = "thin structures" if fp.thin_classes else "a small training set"
-    d["tta"] = Decision(tta, (f"flip TTA at predict time: averaging four flips helps with "
-                              f"{why}, at about {tta_cost:.1f}s per {speed.eval_size[0]}x"
-                              f"{speed.eval_size[1]} image") if tta else
-                        "off: a large training set covers the variation, and TTA costs 4x at "
-                        "predict time")
     return Plan(data=str(data if data is not None else fp.data), format=format,
                 budget_s=budget, fingerprint=fp, measurements=m, decisions=d,
                 estimates={**sched, "val_images": n_val, "train_images": n_train})

@@ -1,8 +1,9 @@
 """A plan: fingerprint + measurements + decisions (each with its reason), as plan.yaml.
 
 `Plan.to_fit_config(base)` turns the decisions into a `FitConfig` (only fields FitConfig has);
-`Plan.runtime` holds the choices FitConfig has no field for: the torch thread count
-(`Plan.apply_runtime()` sets it) and TTA at predict time.
+`Plan.runtime` holds the choice FitConfig has no field for: the torch thread count
+(`Plan.apply_runtime()` sets it). Predict-time TTA is not planned: on membrane it did not help
+(README), so it stays the user's `--tta`.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ PLAN_VERSION = 1
 FIT_FIELDS = ("model", "model_options", "scale", "size", "batch_size", "loss", "loss_options",
               "optimizer", "lr", "weight_decay", "scheduler", "augment", "epochs", "max_time",
               "val_split", "test_split", "precision")
-RUNTIME_FIELDS = ("threads", "tta")
+RUNTIME_FIELDS = ("threads",)
 
 
 class PlanHardwareWarning(UserWarning):

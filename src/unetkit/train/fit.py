@@ -32,7 +32,7 @@ from unetkit.train.callbacks import (
     training_clock,
 )
 from unetkit.train.loaders import make_loader, training_dataset
-from unetkit.train.losses import build_loss
+from unetkit.train.losses import build_loss, check_loss_options
 from unetkit.train.module import SegmentationModule
 from unetkit.train.progress_log import PlainProgress
 
@@ -106,6 +106,7 @@ def fit(config: FitConfig, quiet: bool = False, resume: bool = False,
     out = Path(config.out)
     if not config.data:
         raise UsageError("--data is required: the folder holding the images and masks.")
+    config.validate()
     with run_lock(out) if is_first_process() else contextlib.nullcontext():
         return _fit_locked(config, out, quiet, resume, lr_find_only, splits)
 
@@ -202,6 +203,7 @@ def _fit_locked(config: FitConfig, out: Path, quiet: bool, resume: bool, lr_find
             "normalization": {"mean": mean, "std": std}, "input_size": size, "scale": scale,
             "mask_spec": _mask_spec_dict(data), "data_format": spec.format}
     model.unetkit_meta = meta
+    check_loss_options(config.loss_options)  # a config file may carry unknown keys too
     loss = build_loss(loss_name, logit_channels, **config.loss_options)
     lr = resolved.lr
     module = SegmentationModule(model, loss, 2 if logit_channels == 1 else logit_channels,

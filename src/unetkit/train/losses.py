@@ -44,6 +44,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from unetkit.data.transforms import IGNORE
 from unetkit.errors import UnetkitError, UsageError
 
 LOSSES: tuple[str, ...] = (
@@ -236,12 +237,24 @@ class SegmentationLoss(nn.Module):
         return loss.mean() * valid.any().to(loss.dtype)
 
 
+# what `--loss-option KEY=VALUE` (config: loss_options) may set, besides --class-weights
+LOSS_OPTIONS = ("dice_smooth", "dice_per_image", "dice_weight", "ce_weight", "focal_gamma",
+                "tversky_alpha", "tversky_beta")
+
+
+def check_loss_options(options: dict[str, object]) -> None:
+    unknown = sorted(set(options) - set(LOSS_OPTIONS) - {"class_weights"})
+    if unknown:
+        raise UsageError(f"--loss-option {unknown[0]} is unknown; use one of "
+                         f"{', '.join(LOSS_OPTIONS)}.")
+
+
 def build_loss(
     name: str,
     num_classes: int,
     *,
     class_weights: list[float] | None = None,
-    ignore_index: int = 255,
+    ignore_index: int = IGNORE,
     dice_smooth: float = 1.0,
     dice_per_image: bool = False,
     dice_weight: float = 1.0,
@@ -268,19 +281,20 @@ def build_loss(
                              f"{len(class_weights)}.")
         if sum(class_weights) == 0:
             raise UsageError("--class-weights must not all be 0.")
-    dice_smooth = _check_non_negative(dice_smooth, "--dice-smooth")
-    dice_weight = _check_non_negative(dice_weight, "--dice-weight")
-    ce_weight = _check_non_negative(ce_weight, "--ce-weight")
+    dice_smooth = _check_non_negative(dice_smooth, "--loss-option dice_smooth")
+    dice_weight = _check_non_negative(dice_weight, "--loss-option dice_weight")
+    ce_weight = _check_non_negative(ce_weight, "--loss-option ce_weight")
     if ce_term is not None and overlap_term is not None and dice_weight + ce_weight == 0:
-        raise UsageError(f"--ce-weight and --dice-weight are both 0, so --loss {key!r} "
-                         "would always be 0.")
-    focal_gamma = _check_non_negative(focal_gamma, "--focal-gamma")
-    tversky_alpha = _check_non_negative(tversky_alpha, "--tversky-alpha")
-    tversky_beta = _check_non_negative(tversky_beta, "--tversky-beta")
+        raise UsageError(f"--loss-option ce_weight and dice_weight are both 0, so --loss "
+                         f"{key!r} would always be 0.")
+    focal_gamma = _check_non_negative(focal_gamma, "--loss-option focal_gamma")
+    tversky_alpha = _check_non_negative(tversky_alpha, "--loss-option tversky_alpha")
+    tversky_beta = _check_non_negative(tversky_beta, "--loss-option tversky_beta")
     if overlap_term == "tversky" and tversky_alpha + tversky_beta == 0:
-        raise UsageError("--tversky-alpha and --tversky-beta must not both be 0.")
+        raise UsageError("--loss-option tversky_alpha and tversky_beta must not both be 0.")
     if isinstance(ignore_index, bool) or not isinstance(ignore_index, int):
-        raise UsageError(f"--ignore-index must be a whole number, got {ignore_index!r}.")
+        raise UsageError(f"The loss's ignore_index must be a whole number, got "
+                         f"{ignore_index!r}.")
     return SegmentationLoss(
         key,
         num_classes,
