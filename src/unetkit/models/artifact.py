@@ -8,6 +8,7 @@ training input size and scale (what predict resizes images by).
 from __future__ import annotations
 
 import json
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,7 @@ CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
 FORMAT_VERSION = 1
 EMBEDDED_KEY = "unetkit_config"  # the config.json text, inside the weights file
+SAVE_ID = "save_id"  # the same random id in both files of one save
 
 
 def default_meta(model: nn.Module) -> dict[str, Any]:
@@ -51,14 +53,47 @@ def save_model(model: nn.Module, directory: str | Path, meta: dict[str, Any] | N
     directory.mkdir(parents=True, exist_ok=True)
     meta = {**default_meta(model), **(getattr(model, "unetkit_meta", None) or {}), **(meta or {})}
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    config = {"format_version": FORMAT_VERSION, "architecture": model.unetkit_arch, **meta}
+    config = {"format_version": FORMAT_VERSION, "architecture": model.unetkit_arch, **meta,
+              SAVE_ID: uuid.uuid4().hex}
     text = json.dumps(config, indent=1)
-    # the weights carry their own config: a kill between the two renames cannot pair new
-    # weights with an old config.json (load_model trusts the weights' copy)
+    # the weights carry their own config and both files the same save id: a kill between the
+    # two renames cannot pair new weights with an old config.json (see read_config)
     with atomic_path(directory / WEIGHTS_NAME) as tmp:
         save_file(state, str(tmp), metadata={"format": "pt", EMBEDDED_KEY: text})
     atomic_write_text(directory / CONFIG_NAME, text)
     return directory
+
+
+def read_config(directory: Path) -> tuple[dict[str, Any], Path]:
+    """The artifact's config and the file it came from.
+
+    config.json, when it belongs to the weights beside it (same save id, or an artifact from
+    before save ids); else the copy inside the weights, which a kill between the two writes
+    left ahead of config.json.
+    """
+    weights, path = directory / WEIGHTS_NAME, directory / CONFIG_NAME
+    if not weights.is_file():
+        raise UnetkitError(f"{weights} is missing; the model artifact is incomplete.")
+    try:
+        with safe_open(str(weights), "pt") as f:
+            embedded = (f.metadata() or {}).get(EMBEDDED_KEY)
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise UnetkitError(f"{weights} is damaged ({exc}).") from exc
+    try:
+        config = json.loads(path.read_text())
+        own = json.loads(embedded) if embedded else None
+        if own is not None and (not isinstance(config, dict)
+                                or config.get(SAVE_ID) != own.get(SAVE_ID)):
+            config, path = own, weights
+    except (json.JSONDecodeError, OSError) as exc:
+        if not embedded:
+            raise UnetkitError(f"{path} holds a damaged model config ({exc}).") from exc
+        config, path = json.loads(embedded), weights
+    version = config.get("format_version", 1) if isinstance(config, dict) else None
+    if not isinstance(version, int) or version > FORMAT_VERSION:
+        raise UnetkitError(f"{path} is artifact format {version}, newer than this unetkit "
+                           f"reads ({FORMAT_VERSION}); upgrade unetkit to load it.")
+    return config, path
 
 
 def find_artifact(path: str | Path) -> Path:
@@ -76,25 +111,16 @@ def load_model(path: str | Path, map_location: str | torch.device = "cpu") -> nn
     """Rebuild a model from a run directory or artifact directory, in eval mode."""
     directory = find_artifact(path)
     weights = directory / WEIGHTS_NAME
-    if not weights.is_file():
-        raise UnetkitError(f"{weights} is missing; the model artifact is incomplete.")
+    config, source = read_config(directory)
     try:
         state = load_file(str(weights), device=str(map_location))
-        with safe_open(str(weights), "pt") as f:
-            embedded = (f.metadata() or {}).get(EMBEDDED_KEY)
     except (SafetensorError, OSError, ValueError) as exc:
         raise UnetkitError(f"{weights} is damaged ({exc}).") from exc
-    source = weights if embedded else directory / CONFIG_NAME
     try:
-        config = json.loads(embedded or (directory / CONFIG_NAME).read_text())
         arch = config["architecture"]
         name, options = arch["name"], arch["options"]
-    except (json.JSONDecodeError, KeyError, TypeError) as exc:
-        raise UnetkitError(f"{source} holds a damaged model config ({exc}).") from exc
-    version = config.get("format_version", 1)
-    if not isinstance(version, int) or version > FORMAT_VERSION:
-        raise UnetkitError(f"{source} is artifact format {version}, newer than this unetkit "
-                           f"reads ({FORMAT_VERSION}); upgrade unetkit to load it.")
+    except (KeyError, TypeError) as exc:
+        raise UnetkitError(f"{source} holds a damaged model config (no {exc}).") from exc
     options = {k: v for k, v in options.items() if k not in ("encoder_weights",)}
     model = build_model(name, **options, **({"encoder_weights": None}
                                             if "encoder_weights" in arch["options"] else {}))
@@ -104,7 +130,7 @@ def load_model(path: str | Path, map_location: str | torch.device = "cpu") -> nn
     except RuntimeError as exc:
         first = str(exc).split("\n")[1].strip() if "\n" in str(exc) else str(exc)
         raise UnetkitError(f"{weights} does not match the architecture in "
-                           f"{directory / CONFIG_NAME} ({first}).") from exc
+                           f"{source} ({first}).") from exc
     model.unetkit_meta = {k: v for k, v in config.items()
-                          if k not in ("architecture", "format_version")}
+                          if k not in ("architecture", "format_version", SAVE_ID)}
     return model.eval()

@@ -6,29 +6,24 @@ otherwise), so every consumer of logits — predict, TTA, tiling, ONNX — needs
 
 from __future__ import annotations
 
-from typing import Any
+import copy
 
 import torch
 from torch import nn
 
+from unetkit.errors import UsageError
 from unetkit.models.geometry import Geometry, combined, geometry_of
 
 EPS = 1e-6
 
 
 class Ensemble(nn.Module):
-    def __init__(self, member: dict[str, Any] | None = None, members: int = 2,
-                 in_channels: int = 3, classes: int = 1) -> None:
-        super().__init__()
-        from unetkit.models.registry import build_model
+    """The given models side by side (`build_model("ensemble", ...)` builds them by name)."""
 
-        member = member or {"name": "unet", "options": {}}
-        options = {**member.get("options", {}), "in_channels": in_channels, "classes": classes}
-        if "encoder_weights" in options:
-            options["encoder_weights"] = None  # weights come from the saved folds
-        self.members = nn.ModuleList(build_model(member["name"], **options)
-                                     for _ in range(members))
-        self.binary = classes == 1
+    def __init__(self, members: list[nn.Module], binary: bool) -> None:
+        super().__init__()
+        self.members = nn.ModuleList(members)
+        self.binary = binary
 
     @property
     def geometry(self) -> Geometry:
@@ -45,13 +40,15 @@ class Ensemble(nn.Module):
 
 
 def ensemble_of(models: list[nn.Module]) -> Ensemble:
-    """Wrap trained models of one architecture (their weights are copied in)."""
-    from unetkit.models.registry import build_model
-
+    """Wrap trained models of one architecture (copies: the models are untouched), described
+    as `build_model("ensemble", ...)` describes it, so save_model/load_model round-trip it."""
     arch = models[0].unetkit_arch
+    if any(m.unetkit_arch != arch for m in models):
+        raise UsageError("An ensemble's models must share one architecture and its options.")
     opts = arch["options"]
-    ens = build_model("ensemble", member=arch, members=len(models),
-                      in_channels=opts.get("in_channels", 3), classes=opts.get("classes", 1))
-    for target, source in zip(ens.members, models, strict=True):
-        target.load_state_dict(source.state_dict())
+    classes = opts.get("classes", 1)
+    ens = Ensemble([copy.deepcopy(m) for m in models], binary=classes == 1)
+    ens.unetkit_arch = {"name": "ensemble", "options": {
+        "member": arch, "members": len(models), "in_channels": opts.get("in_channels", 3),
+        "classes": classes}}
     return ens

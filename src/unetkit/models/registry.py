@@ -1,4 +1,9 @@
-"""Every model by name: `build_model(name, **options)` and the table `unetkit models` prints."""
+"""Every model by name: `build_model(name, **options)` and the table `unetkit models` prints.
+
+The built-in models are registered on first use (models/zoo.py; their modules import timm
+and torchvision). The ensemble is registered here: its members are built by name, so it is
+the one model that needs the registry, and the model modules never import it back.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +15,7 @@ from typing import Any
 from torch import nn
 
 from unetkit.errors import UnetkitError, UsageError
+from unetkit.models.ensemble import Ensemble
 from unetkit.models.geometry import Geometry
 
 
@@ -32,8 +38,13 @@ def register(name: str, builder: Callable[..., nn.Module], description: str,
 
 
 def _ensure_loaded() -> None:
-    if not REGISTRY:
-        import unetkit.models.zoo  # noqa: F401  (registers the models)
+    if REGISTRY:
+        return
+    from unetkit.models.zoo import register_builtin
+
+    register_builtin(register)
+    register("ensemble", build_ensemble, "Mean-probability ensemble of K models (what `fit "
+             "--folds K` saves).", reference={"in_channels": 3, "classes": 1, "members": 2})
 
 
 def model_names() -> list[str]:
@@ -77,6 +88,17 @@ def build_model(name: str, **options: Any) -> nn.Module:
                            "`geometry` property); every registered model needs one.")
     model.unetkit_arch = {"name": name, "options": resolved}
     return model
+
+
+def build_ensemble(member: dict[str, Any] | None = None, members: int = 2, in_channels: int = 3,
+                   classes: int = 1) -> Ensemble:
+    """`members` fresh models of the architecture `member` ({"name", "options"}), averaged."""
+    member = member or {"name": "unet", "options": {}}
+    options = {**member.get("options", {}), "in_channels": in_channels, "classes": classes}
+    if "encoder_weights" in options:
+        options["encoder_weights"] = None  # weights come from the saved folds
+    return Ensemble([build_model(member["name"], **options) for _ in range(members)],
+                    binary=classes == 1)
 
 
 def count_parameters(model: nn.Module) -> int:

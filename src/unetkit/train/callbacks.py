@@ -41,31 +41,27 @@ def training_clock(max_time: float | None) -> Timer:
 
 
 class ArtifactOnBest(L.Callback):
-    """Save the model artifact whenever the monitored validation metric improves."""
+    """Save the model artifact whenever the epoch beats ModelCheckpoint's best so far.
 
-    def __init__(self, directory: Path, monitor: str, meta: dict[str, Any], mode: str = "max"):
-        self.directory, self.monitor, self.meta, self.mode = directory, monitor, meta, mode
-        self.best: float | None = None
+    ModelCheckpoint keeps the one record of "best" (and restores it on resume); Lightning runs
+    it after the other callbacks, so here its best is still the previous epochs'.
+    """
+
+    def __init__(self, directory: Path, meta: dict[str, Any]) -> None:
+        self.directory, self.meta = directory, meta
 
     def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if trainer.sanity_checking or not trainer.is_global_zero:
+        ckpt = trainer.checkpoint_callback
+        if trainer.sanity_checking or not trainer.is_global_zero or ckpt is None:
             return
-        value = trainer.callback_metrics.get(self.monitor)
-        if value is None:
+        value = trainer.callback_metrics.get(ckpt.monitor)
+        if value is None or math.isnan(float(value)):
             return
-        value = float(value)
-        better = self.best is None or \
-            (value > self.best if self.mode == "max" else value < self.best)
-        if better and not math.isnan(value):
-            self.best = value
-            meta = {**self.meta, "best_epoch": trainer.current_epoch, self.monitor: value}
+        best = ckpt.best_model_score
+        if best is None or not math.isfinite(float(best)) or \
+                (float(value) > float(best) if ckpt.mode == "max" else float(value) < float(best)):
+            meta = {**self.meta, "best_epoch": trainer.current_epoch, ckpt.monitor: float(value)}
             save_model(pl_module.model, self.directory, meta)
-
-    def state_dict(self) -> dict[str, Any]:
-        return {"best": self.best}
-
-    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        self.best = state_dict.get("best")
 
 
 class MetricsCsv(L.Callback):

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 import torch
 
 from unetkit.config import FitConfig, parse_duration
+from unetkit.data.scale import scaled_size, stretch_scale
 from unetkit.device import resolve_precision
 
 MAX_SIDE = 1024  # longer images are shrunk to this longest side (scale "auto")
@@ -91,7 +92,7 @@ def choose_scale(config: FitConfig, image_sizes: list[tuple[int, int]]) -> float
             from unetkit.errors import UsageError
 
             raise UsageError("--scale stretch needs --size HxW to stretch every image to.")
-        return f"stretch:{config.size[0]}x{config.size[1]}"
+        return stretch_scale(config.size)
     if config.scale != "auto":
         return float(config.scale)
     return auto_scale(max(max(s) for s in image_sizes))
@@ -101,11 +102,7 @@ def resolve(config: FitConfig, image_sizes: list[tuple[int, int]], scale: float 
             device: torch.device) -> Decisions:
     """Fill in size, batch, model width, precision, loss and loader workers."""
     d = Decisions()
-    if isinstance(scale, str):
-        h, w = (int(v) for v in scale.split(":")[1].split("x"))
-        sizes = [(h, w)]
-    else:
-        sizes = [(round(a * scale), round(b * scale)) for a, b in image_sizes]
+    sizes = [scaled_size(s, scale) for s in image_sizes]  # the cache's rule (data/scale.py)
     min_h = min(s[0] for s in sizes)
     min_w = min(s[1] for s in sizes)
     if config.size:

@@ -181,7 +181,7 @@ def _fit_locked(config: FitConfig, out: Path, quiet: bool, resume: bool, lr_find
 
     grey = channels == 1
     weight_maps = loss_name == "weighted-ce"
-    valid_padding = hasattr(model, "output_margin")
+    valid_padding = model.geometry.valid_padding  # declared by every registry model
     train_ds = training_dataset(data.cache, train_idx, size, resolved.augment, channels, mean,
                                 std, weight_maps)
     val_tf = build_transforms(size, "none", False, grey, center_crop=valid_padding)
@@ -228,7 +228,7 @@ def _fit_locked(config: FitConfig, out: Path, quiet: bool, resume: bool, lr_find
         L.pytorch.callbacks.ModelCheckpoint(dirpath=out / "checkpoints", filename="best",
                                             monitor=config.monitor, mode=_mode(config.monitor),
                                             save_last=True, enable_version_counter=False),
-        ArtifactOnBest(out / "model", config.monitor, meta, _mode(config.monitor)),
+        ArtifactOnBest(out / "model", meta),
         MetricsCsv(out / "metrics.csv"), ImageGridLogger(), StepSeeding(config.seed),
         training_clock(max_time),
     ]
@@ -266,17 +266,12 @@ def _mode(monitor: str) -> str:
 
 
 def _fit_size_to_model(model: torch.nn.Module, size: list[int]) -> list[int]:
-    """Valid-padding models accept only some sizes: take the nearest valid one."""
-    if not hasattr(model, "output_margin"):
-        return size
-    from unetkit.models.unet_valid import nearest_valid_sizes
+    """Valid-padding models accept only some sizes: take the nearest valid one (the model's
+    geometry says which; same-padding models take any size)."""
+    from unetkit.models.geometry import geometry_of
 
-    depth = getattr(model, "depth", 4)
-    fitted = []
-    for side in size:
-        smaller, larger = nearest_valid_sizes(side, depth)
-        fitted.append(smaller or larger)
-    return fitted
+    geometry = geometry_of(model)
+    return [geometry.nearest_valid_size(side) for side in size]
 
 
 def _mask_spec_dict(data: PreparedData) -> dict[str, Any]:
