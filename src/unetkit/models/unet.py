@@ -8,8 +8,8 @@ and no normalisation it has 31,031,745 parameters.
 `stem=2` runs the same network on a space-to-depth copy of the input (each 2x2 block of pixels
 becomes 4 channels) and turns 4 output channels per position back into a 2x2 block, so every
 pixel still gets its own logit. Thin full-resolution layers are the slowest per FLOP on CPU
-(memory-bound convolutions): a 16-filter U-Net with stem 2 trains 3.4x faster than without it.
-It learns less per epoch, so it pays off with longer budgets (see train/defaults.py).
+(memory-bound convolutions), so the stem trains several times faster there. It learns less
+per epoch, so it pays off with longer budgets (measurements: docs/decisions.md).
 """
 
 from __future__ import annotations

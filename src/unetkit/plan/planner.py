@@ -64,15 +64,9 @@ TARGET_STEPS = 300  # optimiser steps a from-scratch U-Net wants before widening
 MIN_BATCH = 4  # smallest batch the planner trades for more steps (batch-norm statistics)
 SMALL_DATA = 100  # training images at or below which augmentation is strong
 SEPARATED_MIN_OBJECTS = 5  # foreground objects per image for "objects parted by borders"
-# Border weight maps (weighted-ce) for parted objects: off, because on membrane (2-minute budget,
-# same plan otherwise) weighted-ce reached validation mean Dice 0.825 against 0.856 for bce-dice;
-# the weights sharpen separating lines, which the Dice that fit monitors rewards less.
-WEIGHT_MAPS_FOR_SEPARATED = False
-# Strong augmentation only pays off over many passes over the training area. On membrane
-# (one core each, side by side) a strong-augmentation run at 25-48 passes needed about twice
-# the time of a default-augmentation run to reach the same Dice: the model still underfits
-# (training and validation Dice equal), so harder samples only slow it down.
-STRONG_MIN_EPOCHS = 60
+# the measurements behind the next two rules are in docs/decisions.md
+WEIGHT_MAPS_FOR_SEPARATED = False  # border weight maps lost to bce-dice on membrane
+STRONG_MIN_EPOCHS = 60  # strong augmentation only pays over many passes over the data
 RARE = 0.10  # a class below this pixel share counts as rare
 VAL_CAP = 50  # validation images per epoch at most (large data sets)
 WIDTH_COST = 2.8  # step time ratio per doubling of width (for deciding what to probe)
@@ -158,8 +152,7 @@ def candidates(fp: Fingerprint, machine: Machine, depth: int,
                size: list[int] | None = None, budget_s: float | None = None) -> list[Candidate]:
     """Models worth timing, cheapest first."""
     # with the stem (and no dropout) exactly when fit's defaults would add it; stem models
-    # wider than 16 filters lost on membrane (8 min, one core: Dice 0.946 at 16 filters,
-    # 0.943 at 24, 0.942 at 32; 10 min --auto at 32: 0.941 against 0.946 at 16)
+    # wider than 16 filters lost on membrane (docs/decisions.md)
     stem = size is not None and use_stem(machine.device, size, budget_s)
     widths = (8, 16) if stem else (8, 16, 32) if machine.device == "cpu" else (16, 32, 64)
     extra = STEM_OPTIONS if stem else {}

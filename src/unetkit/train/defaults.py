@@ -15,10 +15,8 @@ MAX_SIDE = 1024  # longer images are shrunk to this longest side (scale "auto")
 PATCH_CAP = {"cpu": 256, "cuda": 512}  # patch side at most, per device type
 PATCH_PIXELS = {"cpu": 4 * 256 * 256, "cuda": 16 * 256 * 256}  # patch pixels per step
 PLAIN_UNETS = ("unet", "unet-bn", "unet1024", "unet-valid")
-# The space-to-depth stem on CPU, where the full-resolution level dominates the step time
-# (3.4x faster at 256 px). It learns less per epoch, so it pays only with room to run:
-# measured on membrane, two runs side by side on one core each, Dice stem/plain: 0.917/0.926
-# at 2 min, 0.945/0.942 at 8 min; on 96 px demo shapes, 25 epochs left polygons at Dice 0.30.
+# The space-to-depth stem on CPU: faster per step, but learns less per epoch, so only with
+# large patches and room to run (measurements: docs/decisions.md)
 STEM_MIN_SIDE = 256
 STEM_MIN_BUDGET_S = 300
 STEM_OPTIONS = {"stem": 2, "dropout": 0.0}  # measured together; the planner probes the same
@@ -136,16 +134,16 @@ def resolve(config: FitConfig, image_sizes: list[tuple[int, int]], scale: float 
                        "time budget")
         if "stem" in options and "stem" not in config.model_options:
             why.append(f"a {options['stem']}x{options['stem']} space-to-depth stem trains "
-                       "3.4x faster on CPU and scores higher from a 5 min budget up "
-                       f"(measured on membrane; patches of {STEM_MIN_SIDE} px or more)")
+                       "several times faster on CPU and scored higher from a 5 min budget up "
+                       f"with patches of {STEM_MIN_SIDE} px or more (docs/decisions.md)")
         if "dropout" in options and "dropout" not in config.model_options:
             why.append("no dropout (measured together with the stem)")
         d.set("model_options", options, "; ".join(why))
     else:
         d.values["model_options"] = options
     d.set("channels_last", channels_last_for(config.model, device.type),
-          "measured by `unetkit bench`: plain convolutions train 1.12x faster in NCHW on CPU, "
-          "depthwise encoders and CUDA faster channels-last")
+          "plain convolutions train faster in NCHW on CPU, depthwise encoders and CUDA "
+          "channels-last (docs/decisions.md)")
     precision = resolve_precision(config.precision, device)
     d.set("precision", precision, "native bf16 on this hardware" if "bf16" in precision
           else "full precision" if precision == "32" else "mixed precision on GPU")
