@@ -32,10 +32,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
 import torch
 from torch import nn
 
+from unetkit.bench.infer_levers import lever_variants
 from unetkit.bench.measure import (
     Variant,
     cpu_flags,
@@ -48,8 +48,14 @@ from unetkit.bench.measure import (
     say,
     sig,
 )
+from unetkit.bench.runners import (
+    PlainTrainer,
+    UnetkitTrainer,
+    eager_probs,
+    make_batch,
+    predictor_forward,
+)
 
-MEAN, STD = 0.5, 0.25
 AGREEMENT = 0.995  # inference levers must keep this fraction of mask pixels
 WIN = 1.05  # a lever wins when it is at least this much faster than unetkit's default
 LOSS_TOLERANCE = 0.02  # absolute, or twice the standard error of the baseline's final loss
@@ -87,91 +93,6 @@ class SpeedOptions:
         out.data_images = self.data_images or (8 if q else 64)
         out.data_image_size = self.data_image_size or (64 if q else 256)
         return out
-
-
-# ----------------------------------------------------------------------------- inputs
-
-def make_batch(n: int, size: list[int], seed: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Synthetic RGB images (normalised N×3×H×W float) and binary masks (N×H×W int64)."""
-    from unetkit.data.synthetic import make_sample
-
-    pairs = [make_sample(seed + i, (size[0], size[1]), 3) for i in range(n)]
-    x = torch.from_numpy(np.stack([p[0] for p in pairs])).permute(0, 3, 1, 2).float() / 255
-    y = torch.from_numpy(np.stack([p[1] for p in pairs]) > 0).long()
-    return ((x - MEAN) / STD).contiguous(), y
-
-
-# ----------------------------------------------------------------------------- runners
-
-class UnetkitTrainer:
-    """unetkit's real training step: SegmentationModule.training_step, backward, step."""
-
-    def __init__(self, model: nn.Module, device: torch.device, channels_last: bool = True,
-                 precision: str = "auto", schedule: bool = True) -> None:
-        from unetkit.device import resolve_precision
-        from unetkit.train.losses import build_loss
-        from unetkit.train.module import SegmentationModule, build_optimizer
-
-        self.device = device
-        self.module = SegmentationModule(model, build_loss("bce-dice", 1), 2,
-                                         ["background", "foreground"],
-                                         channels_last=channels_last).to(device).train()
-        if schedule:  # what the Trainer steps: its optimizer and per-step LR schedule
-            conf = self.module.configure_optimizers()
-            self.optimizer = conf["optimizer"]
-            self.scheduler = conf["lr_scheduler"]["scheduler"]
-        else:  # constant LR, to compare losses with a plain loop
-            m = self.module
-            self.optimizer = build_optimizer(m.optimizer_name, list(m.model.parameters()), m.lr,
-                                             m.weight_decay)
-            self.scheduler = None
-        self.precision = resolve_precision(precision, device)
-        self.steps = 0
-
-    def train_step(self, x: torch.Tensor, y: torch.Tensor) -> float:
-        from unetkit.train.module import manual_step
-
-        loss = manual_step(self.module, self.optimizer, (x, y), self.precision)
-        if self.scheduler is not None:
-            self.scheduler.step()
-        self.steps += 1
-        return float(loss.detach())
-
-
-class PlainTrainer:
-    """The fp32 eager NCHW baseline loop on a unetkit model with unetkit's loss."""
-
-    def __init__(self, model: nn.Module, device: torch.device) -> None:
-        from unetkit.train.losses import build_loss
-        from unetkit.train.module import build_optimizer
-
-        self.model = model.to(device).train()
-        self.loss = build_loss("bce-dice", 1)
-        self.optimizer = build_optimizer("adamw", list(model.parameters()), 1e-3, 1e-4)
-
-    def train_step(self, x: torch.Tensor, y: torch.Tensor) -> float:
-        self.optimizer.zero_grad(set_to_none=True)
-        loss = self.loss(self.model(x), y)
-        loss.backward()
-        self.optimizer.step()
-        return float(loss.detach())
-
-
-def predictor_forward(model: Any, device: torch.device, precision: str = "auto",
-                      engine: str = "torch") -> Callable[[torch.Tensor], torch.Tensor]:
-    """unetkit's predict path on a normalised batch: Predictor._forward (probabilities)."""
-    from unetkit.infer.predict import Predictor
-
-    if engine == "torch":
-        return Predictor(model, device=device, precision=precision)._forward
-    return Predictor(model, device=device, precision=precision, engine=engine)._forward
-
-
-def eager_probs(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    """fp32 eager NCHW probabilities: the accuracy baseline for inference levers."""
-    model.eval()
-    with torch.inference_mode():
-        return torch.sigmoid(model(x).float()).cpu()
 
 
 # ----------------------------------------------------------------------------- families
@@ -266,93 +187,6 @@ def agreement(probs: torch.Tensor, base: torch.Tensor) -> dict[str, Any]:
             "passed": agree >= AGREEMENT}
 
 
-def _lever_variants(fam: Family, trained: nn.Module, device: torch.device, x: torch.Tensor,
-                    calib: list[torch.Tensor], opts: SpeedOptions
-                    ) -> tuple[list[Variant], dict[str, dict[str, Any]]]:
-    """Inference lever variants (run through Predictor) and what each took to set up."""
-    from unetkit.bench import levers
-
-    out: list[Variant] = []
-    info: dict[str, dict[str, Any]] = {}
-    n = x.shape[0]
-    for name in fam.infer_levers:
-        if name == "compile" and not opts.compile:
-            continue
-        if name in ("onnxruntime", "onnxruntime_int8") and device.type != "cpu":
-            continue
-        t0 = time.perf_counter()
-        entry: dict[str, Any] = {}
-        try:
-            if name == "nchw":
-                net = copy.deepcopy(trained).eval()
-
-                def run(net: nn.Module = net) -> torch.Tensor:
-                    return eager_probs(net, x)
-                entry["note"] = "unetkit model, fp32 eager NCHW under inference_mode"
-            elif name == "channels_last_model":
-                net = copy.deepcopy(trained).to(memory_format=torch.channels_last)
-                fwd = predictor_forward(net, device)
-                entry["note"] = ("Predictor with model.to(memory_format=torch.channels_last): "
-                                 "weights in the inputs' layout")
-
-                def run(fwd: Callable = fwd) -> torch.Tensor:
-                    return fwd(x)
-            elif name in ("bn_fold", "bn_fold_channels_last_model"):
-                example = x[:1].to(device)
-                net, folded, total = levers.fold_batchnorm(trained, example)
-                entry["note"] = (f"{folded} of {total} BatchNorm layers folded into their "
-                                 "conv, through Predictor")
-                if name == "bn_fold_channels_last_model":
-                    net = net.to(memory_format=torch.channels_last)
-                    entry["note"] += ", model.to(memory_format=torch.channels_last)"
-                fwd = predictor_forward(net, device)
-
-                def run(fwd: Callable = fwd) -> torch.Tensor:
-                    return fwd(x)
-            elif name == "onnxruntime":
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore")
-                    fwd = predictor_forward(copy.deepcopy(trained), device, engine="onnx")
-                entry["note"] = ("Predictor(engine='onnx'): unetkit.infer.onnx export, "
-                                 "onnxruntime CPU provider")
-
-                def run(fwd: Callable = fwd) -> torch.Tensor:
-                    return fwd(x)
-            elif name == "onnxruntime_int8":
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore")
-                    data = levers.quantize_int8(levers.export_bytes(trained), calib)
-                entry["note"] = ("static int8 QDQ (per-channel weights, uint8 activations, "
-                                 f"reduce_range), calibrated on {len(calib)} batches, run by "
-                                 "Predictor on the onnxruntime session")
-                fwd = predictor_forward(levers.session(data), device)
-
-                def run(fwd: Callable = fwd) -> torch.Tensor:
-                    return fwd(x)
-            elif name == "compile":
-                net = levers.Compiled(copy.deepcopy(trained).eval(), freeze=True)
-                fwd = predictor_forward(net, device)
-                entry["note"] = "torch.compile inductor, freezing; compile time in warmup_s"
-
-                def run(fwd: Callable = fwd) -> torch.Tensor:
-                    return fwd(x)
-            elif name == "bf16":
-                fwd = predictor_forward(copy.deepcopy(trained), device, "bf16-mixed")
-                entry["note"] = "Predictor with precision bf16-mixed (autocast)"
-
-                def run(fwd: Callable = fwd) -> torch.Tensor:
-                    return fwd(x)
-            else:
-                continue
-        except Exception as exc:  # noqa: BLE001 — a lever that cannot be built is reported
-            info[name] = {"error": f"{type(exc).__name__}: {str(exc).splitlines()[0][:200]}"}
-            continue
-        entry["setup_s"] = round(time.perf_counter() - t0, 2)
-        info[name] = entry
-        out.append(Variant(name, run, n))
-    return out, info
-
-
 def run_family(fam: Family, device: torch.device, opts: SpeedOptions
                ) -> tuple[dict[str, Any], dict[str, Any]]:
     from unetkit.bench.reference import ReferenceRunner
@@ -439,7 +273,7 @@ def run_family(fam: Family, device: torch.device, opts: SpeedOptions
     if opts.levers:
         calib = [make_batch(opts.check_batch, [opts.check_size] * 2, 20_000 + 100 * i)[0]
                  for i in range(4)]
-        lever_vs, info = _lever_variants(fam, trained, device, x, calib, opts)
+        lever_vs, info = lever_variants(fam, trained, device, x, calib, opts)
         infer_vs += lever_vs
     interleave(infer_vs, device, opts.rounds, f"{fam.key} infer", opts.quiet,
                optional=set(info), target_s=opts.target_s)

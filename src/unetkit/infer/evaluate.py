@@ -43,7 +43,7 @@ from unetkit.data.loading import mask_label, read_mask, read_sample_image, read_
 from unetkit.data.masks import to_class_index
 from unetkit.data.transforms import IGNORE
 from unetkit.errors import UnetkitError, UsageError
-from unetkit.infer.instance_metrics import _ratio, match_instances
+from unetkit.infer.instance_metrics import match_instances, ratio
 from unetkit.infer.postprocess import label_instances
 from unetkit.infer.predict import Predictor
 from unetkit.infer.seg_metrics import confusion, per_image_scores, summarise
@@ -173,8 +173,8 @@ def evaluate_samples(predictor: Predictor, samples: list[Sample], spec: MaskSpec
         tp, fp, fn = counts["tp"], counts["fp"], counts["fn"]
         metrics["instances"] = {
             "iou_threshold": IOU_THRESHOLD, "split_touching": split_touching,
-            "precision": _ratio(tp, tp + fp), "recall": _ratio(tp, tp + fn),
-            "f1": _ratio(2 * tp, 2 * tp + fp + fn), "tp": tp, "fp": fp, "fn": fn,
+            "precision": ratio(tp, tp + fp), "recall": ratio(tp, tp + fn),
+            "f1": ratio(2 * tp, 2 * tp + fp + fn), "tp": tp, "fp": fp, "fn": fn,
             "mean_image_f1": float(np.mean([r["instance_f1"] for r in rows])) if rows else 1.0}
     return Evaluation(metrics, rows)
 

@@ -7,7 +7,7 @@ import numpy as np
 from unetkit.errors import UnetkitError
 
 
-def _ratio(num: float, den: float) -> float:
+def ratio(num: float, den: float) -> float:
     """num/den, with 0/0 = 1.0: nothing to find and nothing found is a perfect score."""
     return float(num / den) if den else 1.0
 
@@ -52,5 +52,5 @@ def match_instances(pred: np.ndarray, truth: np.ndarray, iou_threshold: float = 
             used_t.add(int(ti[k]))
             tp += 1
     fp, fn = int(p_ids.size) - tp, int(t_ids.size) - tp
-    return {"precision": _ratio(tp, tp + fp), "recall": _ratio(tp, tp + fn),
-            "f1": _ratio(2 * tp, 2 * tp + fp + fn), "tp": tp, "fp": fp, "fn": fn}
+    return {"precision": ratio(tp, tp + fp), "recall": ratio(tp, tp + fn),
+            "f1": ratio(2 * tp, 2 * tp + fp + fn), "tp": tp, "fp": fp, "fn": fn}

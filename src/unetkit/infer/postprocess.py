@@ -80,17 +80,30 @@ def _peak_markers(dist: np.ndarray, labels: np.ndarray, min_distance: int, h: fl
 
     A peak is a regional maximum rising at least `h` above the saddle towards any higher
     one (h-maxima; a plateau is one marker) that holds a skimage `peak_local_max` point of
-    its component (the highest within `min_distance`, chessboard).
+    its component (the highest within `min_distance`, chessboard). Only components with
+    two or more such points can hold two markers, so only those are searched (cropped).
     """
     points = peak_local_max(dist, min_distance=min_distance, labels=labels,
                             exclude_border=False)
-    if h > 0:
-        regional = h_maxima(dist, h, footprint=structure) > 0
-    else:
-        regional = local_maxima(dist, footprint=structure, allow_borders=True)
-    regions, _ = ndimage.label(regional & (labels > 0), structure=structure)
-    keep = np.unique(regions[tuple(points.T)])
-    return np.where(np.isin(regions, keep[keep > 0]), regions, 0)
+    owner = labels[tuple(points.T)]
+    markers = np.zeros(labels.shape, dtype=np.int64)
+    offset = 0
+    boxes = ndimage.find_objects(labels)
+    for index in np.flatnonzero(np.bincount(owner, minlength=len(boxes) + 1) >= 2):
+        box = boxes[index - 1]
+        own = labels[box] == index
+        local = np.where(own, dist[box], 0.0)
+        if h > 0:
+            regional = h_maxima(local, h, footprint=structure) > 0
+        else:
+            regional = local_maxima(local, footprint=structure, allow_borders=True)
+        regions, _ = ndimage.label(regional & own, structure=structure)
+        start = np.array([s.start for s in box])
+        keep = np.unique(regions[tuple((points[owner == index] - start).T)])
+        hit = np.isin(regions, keep[keep > 0])
+        markers[box][hit] = regions[hit] + offset
+        offset += int(regions.max())
+    return markers
 
 
 def label_instances(foreground: np.ndarray, split_touching: bool = True,
