@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
+from infer_fixtures import shared_data
+from scipy import ndimage
 
-from unetkit.infer.postprocess import keep_largest, label_instances, remove_small
+from unetkit.infer.instance_metrics import match_instances
+from unetkit.infer.postprocess import keep_largest, label_instances, median_radius, remove_small
 
 # class 1: blobs of 3 (top-left), 1 (diagonal to it) and 5 px; class 2: blobs of 2 and 1 px
 MASK = np.array([
@@ -84,6 +88,65 @@ def test_single_disc_and_separate_objects_stay_whole() -> None:
 def test_empty_foreground() -> None:
     out = label_instances(np.zeros((4, 5), np.uint8))
     assert out.dtype == np.uint16 and not out.any()
+
+
+def _ellipse(shape: tuple[int, int], centre: tuple[int, int], a: float, b: float) -> np.ndarray:
+    yy, xx = np.indices(shape)
+    return ((yy - centre[0]) / a) ** 2 + ((xx - centre[1]) / b) ** 2 <= 1
+
+
+@pytest.mark.parametrize("scale", [1, 3])
+def test_unequal_touching_discs_split_and_convex_blob_stays_whole(scale: int) -> None:
+    """Default (scale-relative) rules: same answer for the same shapes at 3x the size."""
+    shape = (60 * scale, 120 * scale)
+    big = _disc(shape, (30 * scale, 30 * scale), 14 * scale)
+    small = _disc(shape, (30 * scale, 51 * scale), 8 * scale)  # centres 21 apart: touching
+    blob = _ellipse(shape, (30 * scale, 92 * scale), 12 * scale, 20 * scale)  # convex, 5:3
+    fg = big | small | blob
+    assert ndimage_count(fg) == 2
+    inst = label_instances(fg)
+    assert inst.max() == 3
+    np.testing.assert_array_equal(inst > 0, fg)
+    a, b = inst[30 * scale, 30 * scale], inst[30 * scale, 51 * scale]
+    assert a != b and a > 0 and b > 0
+    assert len(np.unique(inst[blob])) == 1  # the ellipse is one object
+    # each disc keeps most of itself
+    assert (inst[big] == a).mean() > 0.95 and (inst[small] == b).mean() > 0.9
+
+
+def test_explicit_rules_override_the_defaults() -> None:
+    left, right = _disc((41, 60), (20, 20), 10), _disc((41, 60), (20, 37), 10)
+    fg = left | right
+    assert label_instances(fg, h=0.0).max() == 2
+    # the smaller peak rises ~4.7 px above the neck's saddle: h = 6 keeps one marker
+    assert label_instances(fg, h=6.0).max() == 1
+    # no other peak within 20 px: one marker
+    assert label_instances(fg, min_distance=20).max() == 1
+    assert label_instances(fg, compactness=0.01).max() == 2
+
+
+def test_median_radius() -> None:
+    labels = np.zeros((20, 20), np.int32)
+    labels[:2, :2], labels[5:9, 5:9], labels[10:20, 10:20] = 1, 2, 3  # 4, 16, 100 px
+    assert median_radius(labels) == pytest.approx(np.sqrt(16 / np.pi))
+    assert median_radius(np.zeros((3, 3), np.int32)) == 0.0
+    ball = np.zeros((9, 9, 9), np.int32)
+    ball[:2, :2, :2] = 5  # 8 voxels: (3 * 8 / (4 pi)) ** (1/3)
+    assert median_radius(ball) == pytest.approx((6 / np.pi) ** (1 / 3))
+
+
+@pytest.mark.parametrize("prediction", ["true", "dilated", "eroded"])
+def test_default_split_does_not_lower_f1_on_nuclei(prediction: str) -> None:
+    """On real touching nuclei (../shared/data/nuclei), the default split must not cost F1."""
+    import tifffile
+
+    truth = tifffile.imread(shared_data("nuclei") / "labels.tif")
+    fg = truth > 0
+    fg = {"true": fg, "dilated": ndimage.binary_dilation(fg),
+          "eroded": ndimage.binary_erosion(fg)}[prediction]
+    split = match_instances(label_instances(fg), truth)["f1"]
+    whole = match_instances(label_instances(fg, split_touching=False), truth)["f1"]
+    assert split >= whole
 
 
 def ndimage_count(fg: np.ndarray) -> int:

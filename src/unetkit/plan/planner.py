@@ -74,34 +74,36 @@ WIDTH_COST = 2.8  # step time ratio per doubling of width (for deciding what to 
 
 # ---------------------------------------------------------------------------------- data ---
 
-def data_decisions(fp: Fingerprint, device: str) -> dict[str, Decision]:
-    """Scale, patch size, batch size, depth and validation split: from the data alone."""
-    d: dict[str, Decision] = {}
+def _scale_decision(fp: Fingerprint, cap: int) -> Decision:
+    """Full resolution for thin structures; else the cache scale, shrunk further when large
+    objects would not fit about two to a patch."""
     longest = max(fp.height["max"], fp.width["max"])
     thin = [c for c in fp.classes if c.thin]
     objects = [c for c in fp.object_classes() if not c.thin]
-    cap = patch_cap(device)
     if thin:
         width = min(min(c.thickness, c.edt_width) for c in thin)
-        d["scale"] = Decision(1.0, f"thin structures ({', '.join(c.name for c in thin)}, about "
-                              f"{width:.0f} px wide) would blur away if downscaled: full "
-                              "resolution")
-    else:
-        scale = fp.cache_scale if fp.cache_scale < 1 else auto_scale(longest)
-        reason = (f"images ({longest} px at most) fit at full resolution" if scale == 1.0 else
-                  f"blob-like objects survive shrinking the {longest} px images to "
-                  f"{MAX_SIDE} px")
-        if objects and fp.height["min"] * scale > cap and fp.width["min"] * scale > cap:
-            big = max(c.object_diameter["p90"] for c in objects)
-            narrow = min(c.thickness for c in objects)
-            context = cap / (2 * big)  # two object diameters per patch
-            floor = 8.0 / max(narrow, 1e-6)  # keep objects at least 8 px thick
-            if context < scale and floor < scale:
-                scale = round(max(context, floor, 0.25), 4)
-                reason = (f"large objects (p90 diameter {big:.0f} px): shrinking to fit about "
-                          f"two of them in a {cap} px patch keeps them {narrow * scale:.0f}+ px "
-                          "thick")
-        d["scale"] = Decision(scale, reason)
+        return Decision(1.0, f"thin structures ({', '.join(c.name for c in thin)}, about "
+                        f"{width:.0f} px wide) would blur away if downscaled: full resolution")
+    scale = fp.cache_scale if fp.cache_scale < 1 else auto_scale(longest)
+    reason = (f"images ({longest} px at most) fit at full resolution" if scale == 1.0 else
+              f"blob-like objects survive shrinking the {longest} px images to {MAX_SIDE} px")
+    if objects and fp.height["min"] * scale > cap and fp.width["min"] * scale > cap:
+        big = max(c.object_diameter["p90"] for c in objects)
+        narrow = min(c.thickness for c in objects)
+        context = cap / (2 * big)  # two object diameters per patch
+        floor = 8.0 / max(narrow, 1e-6)  # keep objects at least 8 px thick
+        if context < scale and floor < scale:
+            scale = round(max(context, floor, 0.25), 4)
+            reason = (f"large objects (p90 diameter {big:.0f} px): shrinking to fit about "
+                      f"two of them in a {cap} px patch keeps them {narrow * scale:.0f}+ px "
+                      "thick")
+    return Decision(scale, reason)
+
+
+def data_decisions(fp: Fingerprint, device: str) -> dict[str, Decision]:
+    """Scale, patch size, batch size, depth and validation split: from the data alone."""
+    cap = patch_cap(device)
+    d: dict[str, Decision] = {"scale": _scale_decision(fp, cap)}
     s = d["scale"].value
     h = max(1, round(fp.height["min"] * s))
     w = max(1, round(fp.width["min"] * s))
