@@ -159,3 +159,11 @@ def test_engine_for_multiclass_four_channel_model(tmp_path: Path) -> None:
     p_torch = Predictor(model, precision="32").probabilities(image)
     assert p_onnx.shape == (3, 30, 41)
     assert np.abs(p_onnx - p_torch).max() <= 1e-4
+
+
+def test_engine_declares_the_exported_geometry() -> None:
+    for model in (tiny_model(), tiny_model(stem=2), tiny_model("unet-valid")):
+        result = export_onnx(model)
+        engine = OnnxEngine(make_session(result.data))
+        assert engine.geometry == model.geometry
+        assert json.loads(result.metadata["valid_padding"]) is model.geometry.valid_padding

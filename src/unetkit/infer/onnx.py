@@ -164,28 +164,11 @@ def _image_input(model: nn.Module, image: np.ndarray, name: str) -> torch.Tensor
     return x[None].contiguous()
 
 
-def export_onnx(model: nn.Module, opset: int = OPSET, check_image: np.ndarray | None = None,
-                image_name: str = "the check image", tolerance: float = TOLERANCE,
-                seed: int = 0, precision: str = "auto") -> ExportResult:
-    """Export to ONNX bytes with metadata and verify them against PyTorch.
-
-    Raises UnetkitError when onnxruntime's logits differ from float32 PyTorch's by more than
-    `tolerance` (max abs) on a random batch at a size other than the traced one, or on
-    `check_image` (HxWxC uint8) when given. The graph is float32; with `check_image`, the
-    share of pixels whose mask agrees between PyTorch at `precision` ("auto": 32) and the
-    export is reported too. Nothing is written; see `write_onnx`.
-    """
+def _traced(net: nn.Module, dummy: torch.Tensor, opset: int, metadata: dict[str, str],
+            name: str) -> bytes:
+    """The checked ONNX bytes of `net` traced at `dummy`'s shape, with `metadata`."""
     import onnx
 
-    from unetkit.device import resolve_precision
-
-    arch = getattr(model, "unetkit_arch", {}) or {}
-    if arch.get("name") == "unet3d":
-        raise UsageError("ONNX export covers the 2-D models; unet3d is not supported yet.")
-    config = model_config(model)
-    net = copy.deepcopy(model).float().cpu().eval()
-    channels = int(config.get("in_channels", 3))
-    dummy = torch.randn(_trace_shape(net, channels), generator=torch.Generator().manual_seed(seed))
     buf = io.BytesIO()
     try:
         with warnings.catch_warnings():
@@ -199,19 +182,41 @@ def export_onnx(model: nn.Module, opset: int = OPSET, check_image: np.ndarray | 
         raise
     except Exception as exc:
         reason = str(exc).strip().split("\n")[0]
-        raise UnetkitError(f"ONNX export of {arch.get('name', 'the model')} failed "
+        raise UnetkitError(f"ONNX export of {name} failed "
                            f"({type(exc).__name__}: {reason}).") from exc
     proto = onnx.load_from_string(buf.getvalue())
-    metadata = _metadata(net, config)
     del proto.metadata_props[:]
     for key, value in metadata.items():
         entry = proto.metadata_props.add()
         entry.key, entry.value = key, value
-    proto.doc_string = (f"unetkit {_version()} export of {arch.get('name')}: normalised "
+    proto.doc_string = (f"unetkit {_version()} export of {name}: normalised "
                         f"images in, logits out; see metadata_props.")
     onnx.checker.check_model(proto)
-    data = proto.SerializeToString()
+    return proto.SerializeToString()
 
+
+def export_onnx(model: nn.Module, opset: int = OPSET, check_image: np.ndarray | None = None,
+                image_name: str = "the check image", tolerance: float = TOLERANCE,
+                seed: int = 0, precision: str = "auto") -> ExportResult:
+    """Export to ONNX bytes with metadata and verify them against PyTorch.
+
+    Raises UnetkitError when onnxruntime's logits differ from float32 PyTorch's by more than
+    `tolerance` (max abs) on a random batch at a size other than the traced one, or on
+    `check_image` (HxWxC uint8) when given. The graph is float32; with `check_image`, the
+    share of pixels whose mask agrees between PyTorch at `precision` ("auto": 32) and the
+    export is reported too. Nothing is written; see `write_onnx`.
+    """
+    from unetkit.device import resolve_precision
+
+    arch = getattr(model, "unetkit_arch", {}) or {}
+    if arch.get("name") == "unet3d":
+        raise UsageError("ONNX export covers the 2-D models; unet3d is not supported yet.")
+    config = model_config(model)
+    net = copy.deepcopy(model).float().cpu().eval()
+    channels = int(config.get("in_channels", 3))
+    dummy = torch.randn(_trace_shape(net, channels), generator=torch.Generator().manual_seed(seed))
+    metadata = _metadata(net, config)
+    data = _traced(net, dummy, opset, metadata, arch.get("name", "the model"))
     engine = OnnxEngine(make_session(data, cpu_only=True))
     check = torch.randn(_trace_shape(net, channels, second=True),
                         generator=torch.Generator().manual_seed(seed + 1))

@@ -13,7 +13,7 @@ from collections.abc import Iterable
 import numpy as np
 from scipy import ndimage
 from skimage.feature import peak_local_max
-from skimage.morphology import h_maxima, local_maxima
+from skimage.morphology import local_maxima, reconstruction
 from skimage.segmentation import relabel_sequential, watershed
 
 from unetkit.errors import UnetkitError
@@ -78,10 +78,11 @@ def _peak_markers(dist: np.ndarray, labels: np.ndarray, min_distance: int, h: fl
                   structure: np.ndarray) -> np.ndarray:
     """Labelled distance-transform peaks, one marker per object centre.
 
-    A peak is a regional maximum rising at least `h` above the saddle towards any higher
-    one (h-maxima; a plateau is one marker) that holds a skimage `peak_local_max` point of
-    its component (the highest within `min_distance`, chessboard). Only components with
-    two or more such points can hold two markers, so only those are searched (cropped).
+    A peak is a regional maximum rising more than `h` above the saddle towards any higher or
+    equal one (a regional maximum of the h-maxima transform; a plateau is one marker) that
+    holds a skimage `peak_local_max` point of its component (the highest within
+    `min_distance`, chessboard). Only components with two or more such points can hold two
+    markers, so only those are searched (cropped).
     """
     points = peak_local_max(dist, min_distance=min_distance, labels=labels,
                             exclude_border=False)
@@ -93,10 +94,9 @@ def _peak_markers(dist: np.ndarray, labels: np.ndarray, min_distance: int, h: fl
         box = boxes[index - 1]
         own = labels[box] == index
         local = np.where(own, dist[box], 0.0)
-        if h > 0:
-            regional = h_maxima(local, h, footprint=structure) > 0
-        else:
-            regional = local_maxima(local, footprint=structure, allow_borders=True)
+        if h > 0:  # the h-maxima transform; skimage's h_maxima keeps equal peaks for any h
+            local = reconstruction(local - h, local, method="dilation", footprint=structure)
+        regional = local_maxima(local, footprint=structure, allow_borders=True)
         regions, _ = ndimage.label(regional & own, structure=structure)
         start = np.array([s.start for s in box])
         keep = np.unique(regions[tuple((points[owner == index] - start).T)])

@@ -37,14 +37,25 @@ def register(name: str, builder: Callable[..., nn.Module], description: str,
                                 reference or {"in_channels": 3, "classes": 1})
 
 
+_BUILTINS_LOADED = []  # non-empty once the built-in models are registered
+
+
 def _ensure_loaded() -> None:
-    if REGISTRY:
+    """Register the built-in models once, on first use; a user's own `register` calls, before
+    or after, keep their entries (a built-in never replaces a name already taken)."""
+    if _BUILTINS_LOADED:
         return
     from unetkit.models.zoo import register_builtin
 
-    register_builtin(register)
-    register("ensemble", build_ensemble, "Mean-probability ensemble of K models (what `fit "
-             "--folds K` saves).", reference={"in_channels": 3, "classes": 1, "members": 2})
+    _BUILTINS_LOADED.append(True)
+
+    def builtin(name: str, *args: Any, **kwargs: Any) -> None:
+        if name not in REGISTRY:
+            register(name, *args, **kwargs)
+
+    register_builtin(builtin)
+    builtin("ensemble", build_ensemble, "Mean-probability ensemble of K models (what `fit "
+            "--folds K` saves).", reference={"in_channels": 3, "classes": 1, "members": 2})
 
 
 def model_names() -> list[str]:
