@@ -179,12 +179,14 @@ def test_predict_killed_mid_folder_leaves_whole_masks_and_no_rle(tmp_path: Path)
         assert len(f.read().splitlines()) == 61  # header + one row per image
 
 
-def test_half_built_or_damaged_cache_is_rebuilt(tmp_path: Path) -> None:
+def test_half_built_or_damaged_cache_is_rebuilt(tmp_path: Path,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
     from unetkit.data.cache import build_cache, cache_root
     from unetkit.data.formats import open_dataset
     from unetkit.data.prepare import prepare
     from unetkit.data.synthetic import write_folder
 
+    monkeypatch.setenv("UNETKIT_CACHE", str(tmp_path / "cache"))  # this test's cache only
     data = write_folder(tmp_path / "data", count=6, size=(32, 32), channels=1, seed=0)
     _python_killed(KILL + f"""
 from unetkit.data import cache
@@ -199,6 +201,7 @@ cache._safe_load = load
 from unetkit.data.prepare import prepare
 prepare({str(data)!r})
 """)
+    assert cache_root() == tmp_path / "cache"
     assert not any((d / "index.json").is_file() for d in cache_root().iterdir())  # no cache
     prepared = prepare(data)
     assert len(prepared.cache) == 6

@@ -154,7 +154,7 @@ def test_make_postprocess_on_a_hand_made_mask() -> None:
 
 
 def test_label_png_instances_split_touching(tmp_path: Path) -> None:
-    """--instances default splits touching objects (nearest distance-transform peak)."""
+    """--instances default splits touching objects (distance-transform watershed)."""
     from unetkit.infer.postprocess import label_instances
 
     yy, xx = np.mgrid[:40, :60]

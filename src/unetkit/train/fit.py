@@ -21,6 +21,7 @@ from unetkit.data.transforms import build_transforms
 from unetkit.device import is_first_process, pick_device
 from unetkit.errors import UnetkitError, UsageError
 from unetkit.io_utils import atomic_write_text, remove_stale_temps, run_lock
+from unetkit.models.geometry import geometry_of
 from unetkit.models.registry import build_model
 from unetkit.progress import plain_output, say
 from unetkit.train import defaults
@@ -111,6 +112,19 @@ def fit(config: FitConfig, quiet: bool = False, resume: bool = False,
         return _fit_locked(config, out, quiet, resume, lr_find_only, splits)
 
 
+@dataclass
+class _Setup:
+    """What the data and the defaults decided: the model, its config and its inputs."""
+
+    resolved: FitConfig
+    model: torch.nn.Module
+    decisions: defaults.Decisions
+    logit_channels: int
+    mean: list[float]
+    std: list[float]
+    meta: dict[str, Any]
+
+
 def _fit_locked(config: FitConfig, out: Path, quiet: bool, resume: bool, lr_find_only: bool,
                 splits: dict[str, list[str]] | None) -> FitResult:
     if is_first_process():  # the temp files of a killed run; other ranks may be writing
@@ -120,42 +134,85 @@ def _fit_locked(config: FitConfig, out: Path, quiet: bool, resume: bool, lr_find
     device = pick_device()
     L.seed_everything(config.seed, workers=True, verbose=False)
     say(f"unetkit fit: data {config.data} -> run {out} on {device.type}", quiet)
+    data, scale, spec_format = _prepare_data(config, out, quiet)
+    splits = _splits(config, data, out, resume, splits)
+    index = {n: i for i, n in enumerate(data.cache.names)}
+    train_idx = [index[n] for n in splits["train"] if n in index]
+    val_idx = [index[n] for n in splits["val"] if n in index]
+    if not train_idx:
+        raise UnetkitError(f"No training images left in {config.data} after splitting.")
+    setup = _setup(config, data, train_idx, val_idx, scale, spec_format, device, quiet)
+    resolved = setup.resolved
+    out.mkdir(parents=True, exist_ok=True)
+    train_loader, val_loader = _loaders(resolved, setup, data, train_idx, val_idx, device)
+    module = SegmentationModule(setup.model, build_loss(resolved.loss, setup.logit_channels,
+                                                        **config.loss_options),
+                                2 if setup.logit_channels == 1 else setup.logit_channels,
+                                data.mask.class_names, resolved.optimizer,
+                                1e-3 if resolved.lr == "auto" else float(resolved.lr),
+                                resolved.weight_decay, resolved.scheduler, max_time,
+                                channels_last=setup.decisions.values["channels_last"])
+    if (resolved.lr == "auto" or lr_find_only) and not resume:
+        from unetkit.train.lr_find import run_lr_find
 
+        found = run_lr_find(module, train_loader, out / "report" / "lr_finder.png",
+                            resolved.precision, device)
+        module.lr = resolved.lr = found
+        say(f"  picked lr = {found:.2e}: steepest descent of the range test "
+            f"(report/lr_finder.png)", quiet)
+    if lr_find_only:
+        return FitResult(out, {"suggested_lr": resolved.lr})
+    resolved.save(out / "config.yaml")
+    trainer = _trainer(config, resolved, out, setup.meta, max_time, device, quiet,
+                       len(train_loader))
+    ckpt = out / "checkpoints" / "last.ckpt"
+    trainer.fit(module, train_loader, val_loader,
+                ckpt_path=str(ckpt) if resume and ckpt.is_file() else None)
+    return FitResult(out, {}, data, splits, trainer.is_global_zero)
+
+
+def _prepare_data(config: FitConfig, out: Path, quiet: bool
+                  ) -> tuple[PreparedData, float | str, str]:
+    """Validate and cache the data at the chosen scale; list the pairs left out."""
     from unetkit.data.formats import open_dataset
 
     spec = open_dataset(config.data, config.format, **config.format_options)
     scale = defaults.choose_scale(config, peek_sizes(spec))
     data = prepare(config.data, config.format, scale, config.skip_bad, **config.format_options)
-    names = data.cache.names
     if data.bad:
         lines = "\n".join(f"{b.name}\t{b.reason}" for b in data.bad)
         atomic_write_text(out / "skipped.txt", lines + "\n")
         say(f"Skipped {len(data.bad)} bad image/mask pair(s); listed in {out / 'skipped.txt'}.",
-             quiet)
-    splits_path = out / "splits.json"
-    if splits is not None:
-        save_splits(splits, splits_path)
-    elif resume and splits_path.is_file():
-        splits = load_splits(splits_path)
-    else:
-        order = {n: i for i, n in enumerate(names)}
-        samples = [s for s in spec.samples if s.name in order]
-        has_foreground = foreground_strata(data.cache)
-        strata = [has_foreground[order[s.name]] for s in samples]
-        splits = make_splits(samples, config.val_split, config.test_split, config.seed, strata)
-        save_splits(splits, splits_path)
-    index = {n: i for i, n in enumerate(names)}
-    train_idx = [index[n] for n in splits["train"] if n in index]
-    val_idx = [index[n] for n in splits["val"] if n in index]
-    if not train_idx:
-        raise UnetkitError(f"No training images left in {config.data} after splitting.")
+            quiet)
+    return data, scale, spec.format
 
-    sizes = [data.cache.shapes[i][:2] for i in train_idx]
-    d = defaults.resolve(config, sizes, scale, device)
+
+def _splits(config: FitConfig, data: PreparedData, out: Path, resume: bool,
+            splits: dict[str, list[str]] | None) -> dict[str, list[str]]:
+    """The given splits, the run's own on resume, else new seeded, stratified ones."""
+    path = out / "splits.json"
+    if splits is not None:
+        save_splits(splits, path)
+        return splits
+    if resume and path.is_file():
+        return load_splits(path)
+    order = {n: i for i, n in enumerate(data.cache.names)}
+    samples = [s for s in data.spec.samples if s.name in order]
+    has_foreground = foreground_strata(data.cache)
+    strata = [has_foreground[order[s.name]] for s in samples]
+    splits = make_splits(samples, config.val_split, config.test_split, config.seed, strata)
+    save_splits(splits, path)
+    return splits
+
+
+def _setup(config: FitConfig, data: PreparedData, train_idx: list[int], val_idx: list[int],
+           scale: float | str, data_format: str, device: torch.device, quiet: bool) -> _Setup:
+    """Resolve the open choices, build the model and the artifact's metadata."""
+    sizes = [data.cache.shapes[i][:2] for i in train_idx]  # cached: already at `scale`
+    d = defaults.resolve(config, sizes, 1.0, device)
     channels = _in_channels(data, train_idx, config.in_channels)
     classes = data.mask.num_classes
-    binary = classes == 2
-    logit_channels = config.classes or (1 if binary else classes)
+    logit_channels = config.classes or (1 if classes == 2 else classes)
     model = build_model(config.model, in_channels=channels, classes=logit_channels,
                         **d.values["model_options"])
     size = _fit_size_to_model(model, list(d.values["size"]))
@@ -168,6 +225,7 @@ def _fit_locked(config: FitConfig, out: Path, quiet: bool, resume: bool, lr_find
         norm_reason = "computed once from the training images"
     loss_name = config.loss if config.loss != "auto" else \
         ("bce-dice" if logit_channels == 1 else "ce-dice")
+    check_loss_options(config.loss_options)  # a config file may carry unknown keys too
     resolved = FitConfig(**{**config.to_dict(), "size": size,
                             "batch_size": d.values["batch_size"],
                             "model_options": d.values["model_options"],
@@ -176,54 +234,42 @@ def _fit_locked(config: FitConfig, out: Path, quiet: bool, resume: bool, lr_find
     for reason in d.reasons:
         say(f"  picked {reason}", quiet)
     say(f"  {len(train_idx)} training / {len(val_idx)} validation images, {classes} classes "
-         f"({data.mask.kind} masks), {channels} channel(s), normalised with {norm_reason}", quiet)
-    out.mkdir(parents=True, exist_ok=True)
-
-    grey = channels == 1
-    weight_maps = loss_name == "weighted-ce"
-    valid_padding = model.geometry.valid_padding  # declared by every registry model
-    train_ds = training_dataset(data.cache, train_idx, size, resolved.augment, channels, mean,
-                                std, weight_maps)
-    val_tf = build_transforms(size, "none", False, grey, center_crop=valid_padding)
-    val_ds = SegmentationDataset(data.cache, val_idx or train_idx[:1], val_tf, channels, mean,
-                                 std, weight_maps)
-    same_size = valid_padding or \
-        len({data.cache.shapes[i] for i in (val_idx or train_idx[:1])}) == 1
-    workers = resolved.num_workers or 0
-    area = sum(data.cache.shapes[i][0] * data.cache.shapes[i][1] for i in train_idx)
-    epoch_length = -(-area // (size[0] * size[1]))
-    train_loader = make_loader(train_ds, resolved.batch_size, True, workers, config.seed, device,
-                           epoch_length)
-    val_loader = make_loader(val_ds, resolved.batch_size if same_size else 1, False, workers,
-                         config.seed, device)
-
-    class_names = data.mask.class_names
-    meta = {"class_names": class_names, "binary": logit_channels == 1,
+        f"({data.mask.kind} masks), {channels} channel(s), normalised with {norm_reason}", quiet)
+    meta = {"class_names": data.mask.class_names, "binary": logit_channels == 1,
             "ignore_index": data.mask.ignore_index, "in_channels": channels,
             "normalization": {"mean": mean, "std": std}, "input_size": size, "scale": scale,
-            "mask_spec": _mask_spec_dict(data), "data_format": spec.format}
+            "mask_spec": _mask_spec_dict(data), "data_format": data_format}
     model.unetkit_meta = meta
-    check_loss_options(config.loss_options)  # a config file may carry unknown keys too
-    loss = build_loss(loss_name, logit_channels, **config.loss_options)
-    lr = resolved.lr
-    module = SegmentationModule(model, loss, 2 if logit_channels == 1 else logit_channels,
-                                class_names, resolved.optimizer,
-                                1e-3 if lr == "auto" else float(lr), resolved.weight_decay,
-                                resolved.scheduler, max_time,
-                                channels_last=d.values["channels_last"])
-    if lr_find_only:
-        lr = "auto"
-    if lr == "auto" and not resume:
-        from unetkit.train.lr_find import run_lr_find
+    return _Setup(resolved, model, d, logit_channels, mean, std, meta)
 
-        found = run_lr_find(module, train_loader, out / "report" / "lr_finder.png",
-                            resolved.precision, device)
-        module.lr = resolved.lr = found
-        say(f"  picked lr = {found:.2e}: steepest descent of the range test "
-             f"(report/lr_finder.png)", quiet)
-    if lr_find_only:
-        return FitResult(out, {"suggested_lr": resolved.lr})
-    resolved.save(out / "config.yaml")
+
+def _loaders(resolved: FitConfig, setup: _Setup, data: PreparedData, train_idx: list[int],
+             val_idx: list[int], device: torch.device) -> tuple[Any, Any]:
+    """Random augmented patches covering about the training area per epoch; whole validation
+    images (batched when they share a size)."""
+    size, channels = list(resolved.size or []), int(resolved.in_channels or 3)
+    weight_maps = resolved.loss == "weighted-ce"
+    valid_padding = geometry_of(setup.model).valid_padding
+    train_ds = training_dataset(data.cache, train_idx, size, resolved.augment, channels,
+                                setup.mean, setup.std, weight_maps)
+    val_tf = build_transforms(size, "none", False, channels == 1, center_crop=valid_padding)
+    shown = val_idx or train_idx[:1]
+    val_ds = SegmentationDataset(data.cache, shown, val_tf, channels, setup.mean, setup.std,
+                                 weight_maps)
+    same_size = valid_padding or len({data.cache.shapes[i] for i in shown}) == 1
+    workers = resolved.num_workers or 0
+    area = sum(data.cache.shapes[i][0] * data.cache.shapes[i][1] for i in train_idx)
+    batch = int(resolved.batch_size or 1)
+    return (make_loader(train_ds, batch, True, workers, resolved.seed, device,
+                        -(-area // (size[0] * size[1]))),
+            make_loader(val_ds, batch if same_size else 1, False, workers, resolved.seed,
+                        device))
+
+
+def _trainer(config: FitConfig, resolved: FitConfig, out: Path, meta: dict[str, Any],
+             max_time: float | None, device: torch.device, quiet: bool,
+             steps_per_epoch: int) -> L.Trainer:
+    """Lightning's Trainer with the run directory's callbacks (DESIGN.md, Run directory)."""
     callbacks: list[L.Callback] = [
         L.pytorch.callbacks.ModelCheckpoint(dirpath=out / "checkpoints", filename="best",
                                             monitor=config.monitor, mode=_mode(config.monitor),
@@ -243,7 +289,7 @@ def _fit_locked(config: FitConfig, out: Path, quiet: bool, resume: bool, lr_find
         callbacks.append(L.pytorch.callbacks.EarlyStopping(config.monitor,
                                                            mode=_mode(config.monitor),
                                                            patience=config.patience))
-    trainer = L.Trainer(
+    return L.Trainer(
         max_epochs=max_epochs(config.epochs, max_time),
         accelerator="gpu" if device.type == "cuda" else "cpu", devices=config.devices,
         num_nodes=config.num_nodes, precision=resolved.precision,
@@ -251,14 +297,10 @@ def _fit_locked(config: FitConfig, out: Path, quiet: bool, resume: bool, lr_find
                                                    default_hp_metric=False),
         callbacks=callbacks, plugins=[AtomicCheckpointIO()], default_root_dir=str(out),
         num_sanity_val_steps=0, enable_model_summary=False, enable_progress_bar=not quiet,
-        log_every_n_steps=max(1, min(50, len(train_loader))), deterministic=config.deterministic,
+        log_every_n_steps=max(1, min(50, steps_per_epoch)), deterministic=config.deterministic,
         gradient_clip_val=config.grad_clip, accumulate_grad_batches=config.accumulate,
         benchmark=device.type == "cuda" and not config.deterministic,
     )
-    ckpt = out / "checkpoints" / "last.ckpt"
-    trainer.fit(module, train_loader, val_loader,
-                ckpt_path=str(ckpt) if resume and ckpt.is_file() else None)
-    return FitResult(out, {}, data, splits, trainer.is_global_zero)
 
 
 def _mode(monitor: str) -> str:
@@ -268,8 +310,6 @@ def _mode(monitor: str) -> str:
 def _fit_size_to_model(model: torch.nn.Module, size: list[int]) -> list[int]:
     """Valid-padding models accept only some sizes: take the nearest valid one (the model's
     geometry says which; same-padding models take any size)."""
-    from unetkit.models.geometry import geometry_of
-
     geometry = geometry_of(model)
     return [geometry.nearest_valid_size(side) for side in size]
 
