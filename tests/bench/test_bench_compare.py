@@ -8,31 +8,116 @@ from pathlib import Path
 import pytest
 import yaml
 
-from unetkit.bench.compare import _scores, format_compare
+from unetkit.bench.compare import _scores
 from unetkit.errors import UnetkitError, UsageError
 
 
-def _run(root: Path, dice: float, val: list[str]) -> Path:
+def _run(root: Path, dice: float, val: list[str], binary: bool = True) -> Path:
+    """A finished run directory as `fit` leaves it (multi-class runs have no "dice")."""
     (root / "report").mkdir(parents=True)
-    (root / "report" / "summary.json").write_text(json.dumps(
-        {"dice": dice, "pixel_accuracy": dice - 0.03, "mean_dice": dice - 0.05, "images": 2}))
+    scores = {"pixel_accuracy": dice - 0.03, "mean_dice": dice - 0.05, "images": len(val)}
+    scores.update({"dice": dice} if binary else {"mean_dice_foreground": dice})
+    (root / "report" / "summary.json").write_text(json.dumps(scores))
     (root / "splits.json").write_text(json.dumps({"train": ["a"], "val": val}))
     (root / "config.yaml").write_text(yaml.safe_dump({"model": "unet", "size": [64, 64]}))
     return root
 
 
-def test_scores_and_table(tmp_path: Path) -> None:
+def test_scores_read_the_run(tmp_path: Path) -> None:
     auto = _scores(_run(tmp_path / "auto", 0.93, ["x", "y"]), tmp_path / "auto.log")
-    defaults = _scores(_run(tmp_path / "defaults", 0.90, ["y", "x"]), tmp_path / "d.log")
     assert auto["scores"] == {"dice": 0.93, "pixel_accuracy": pytest.approx(0.90),
                               "mean_dice": pytest.approx(0.88)}
-    assert auto["settings"]["size"] == [64, 64]
-    result = {"data": "d", "budget": "2m", "threads_each": 1, "auto": auto,
-              "defaults": defaults, "same_val_images": True, "metric": "dice",
-              "gain": 0.93 - 0.90}
-    text = format_compare(result)
+    assert auto["val_images"] == ["x", "y"] and auto["settings"]["size"] == [64, 64]
+
+
+class _Finished:
+    """A `fit` process that already ended well."""
+
+    def poll(self) -> int:
+        return 0
+
+    def wait(self) -> int:
+        return 0
+
+    def kill(self) -> None:
+        raise AssertionError("a finished run is never killed")
+
+
+def _fake_fits(monkeypatch: pytest.MonkeyPatch, dice: dict[str, float],
+               val: dict[str, list[str]], binary: bool = True) -> list[tuple[list[str], str, int]]:
+    """Replace the two `unetkit fit` processes by ones that write finished runs at once;
+    return what each was launched with (args, log name, threads)."""
+    from unetkit.bench import compare
+
+    launched: list[tuple[list[str], str, int]] = []
+
+    def launch(args: list[str], log: Path, threads: int) -> _Finished:
+        launched.append((list(args), log.name, threads))
+        side = "auto" if "--auto" in args else "defaults"
+        run = _run(Path(args[args.index("--out") + 1]), dice[side], val[side], binary)
+        if side == "auto":
+            (run / "plan.yaml").write_text(yaml.safe_dump(
+                {"decisions": {"val_split": {"value": 0.3, "reason": "test"}}}))
+        log.write_text(f"{side} fit\n")
+        return _Finished()
+
+    monkeypatch.setattr(compare, "_launch", launch)
+    monkeypatch.setattr(compare.time, "sleep", lambda s: None)
+    return launched
+
+
+def _compare(tmp_path: Path) -> tuple[str, dict]:
+    from typer.testing import CliRunner
+
+    from unetkit.cli import app
+
+    (tmp_path / "data").mkdir()
+    result = CliRunner().invoke(app, ["bench", "quality", "--compare", "--budget", "2m",
+                                      "--data", str(tmp_path / "data"),
+                                      "--out", str(tmp_path / "out")])
+    assert result.exit_code == 0, result.output
+    return result.output, json.loads((tmp_path / "out" / "bench_compare.json").read_text())
+
+
+def test_compare_json_scores_both_runs_on_the_same_images(tmp_path: Path,
+                                                          monkeypatch: pytest.MonkeyPatch
+                                                          ) -> None:
+    launched = _fake_fits(monkeypatch, {"auto": 0.93, "defaults": 0.90},
+                          {"auto": ["x", "y"], "defaults": ["y", "x"]})
+    text, report = _compare(tmp_path)
+    runs = tmp_path / "out" / "compare"
+    # each side's scores are that run's own summary.json (not swapped, not mixed)
+    for side in ("auto", "defaults"):
+        summary = json.loads((runs / side / "report" / "summary.json").read_text())
+        assert report[side]["scores"] == {k: summary[k] for k in
+                                          ("dice", "pixel_accuracy", "mean_dice")}
+        assert report[side]["val_images"] == json.loads(
+            (runs / side / "splits.json").read_text())["val"]
+    a, d = report["auto"]["scores"]["dice"], report["defaults"]["scores"]["dice"]
+    assert report["metric"] == "dice" and report["gain"] == pytest.approx(a - d)
+    assert report["gain"] == pytest.approx(0.03)  # auto minus defaults, not the reverse
+    assert report["same_val_images"] is True and report["val_split"] == 0.3
+    # the defaults run is told the plan's validation split, so both hold out the same images
+    (auto_args, auto_log, t1), (def_args, def_log, t2) = launched
+    assert auto_args[0] == "fit" and "--auto" in auto_args and auto_log == "auto.log"
+    assert auto_args[auto_args.index("--budget") + 1] == "2m"
+    assert def_args[def_args.index("--val-split") + 1] == "0.3" and def_log == "defaults.log"
+    assert def_args[def_args.index("--max-time") + 1] == "2m" and "--auto" not in def_args
+    for args in (auto_args, def_args):
+        assert args[args.index("--data") + 1] == str(tmp_path / "data")
+    assert t1 == t2 == report["threads_each"] >= 1
     assert "the same 2 validation images" in text
     assert "0.9300" in text and "0.9000" in text and "gain +0.0300" in text
+
+
+def test_compare_reports_different_images_and_multiclass_metric(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    _fake_fits(monkeypatch, {"auto": 0.70, "defaults": 0.75},
+               {"auto": ["x", "y"], "defaults": ["x", "z"]}, binary=False)
+    text, report = _compare(tmp_path)
+    assert report["same_val_images"] is False and "DIFFERENT 2 validation images" in text
+    assert report["metric"] == "mean_dice_foreground"  # no single "dice" when multi-class
+    assert report["gain"] == pytest.approx(0.70 - 0.75) and "gain -0.0500" in text
 
 
 def test_missing_summary_names_the_log(tmp_path: Path) -> None:

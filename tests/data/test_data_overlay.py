@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from unetkit.data import overlay as overlay_mod
 from unetkit.data.overlay import overlay, palette
-from unetkit.infer import overlay as overlay_mod
 
 
 def test_overlay_blends_foreground_only_in_every_band(monkeypatch) -> None:

@@ -182,12 +182,26 @@ def test_tiled_prediction_matches_whole_image() -> None:
 
 
 def test_valid_padding_tiles_cover_every_pixel() -> None:
+    """Overlap-tiles of a valid-padding model equal one whole-image pass over the image
+    mirrored by the model's margin: every pixel predicted, with the context it would have."""
+    import torch
+    import torch.nn.functional as F
+    from infer_fixtures import MEAN, STD
+
     model = tiny_model("unet-valid")
     image = np.random.default_rng(6).integers(0, 256, (100, 130, 3), dtype=np.uint8)
-    probs = Predictor(model).probabilities(image)  # tile 60 from the meta: 20 px out
+    probs = Predictor(model, precision="32").probabilities(image)  # tile 60: 20 px out
     assert probs.shape == (1, 100, 130)
-    assert np.isfinite(probs).all() and (probs >= 0).all() and (probs <= 1).all()
-    assert probs.std() > 0
+    # the reference: normalise, mirror 20 px (reflect, as the tiles do) and 2 more on the
+    # right so both sides are sizes the model takes (140 -> 100, 172 -> 132), one pass
+    x = torch.from_numpy(image).permute(2, 0, 1)[None].float() / 255
+    x = (x - torch.tensor(MEAN).view(1, 3, 1, 1)) / torch.tensor(STD).view(1, 3, 1, 1)
+    with torch.no_grad():
+        out = model(F.pad(x, (20, 22, 20, 20), mode="reflect"))
+    assert tuple(out.shape) == (1, 1, 100, 132)
+    whole = torch.sigmoid(out)[0, :, :, :130].numpy()
+    assert whole.std() > 0.1  # a reference that tells pixels apart
+    np.testing.assert_allclose(probs, whole, atol=1e-4, rtol=0)
 
 
 # ---------------------------------------------------------------- evaluate

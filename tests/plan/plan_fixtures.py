@@ -51,13 +51,15 @@ def line_masks(count: int = 4, size: int = 64, width: int = 2) -> list[np.ndarra
 
 
 def fake_measurements(step_s: float = 0.5, eval_s: float = 0.1, device_name: str = "test cpu",
-                      size: tuple[int, int] = (64, 64), batch: int = 2) -> Measurements:
-    """Recorded speeds for three U-Net widths (each doubling 2.5x slower)."""
+                      size: tuple[int, int] = (64, 64), batch: int = 2,
+                      step_times: tuple[float, float, float] | None = None) -> Measurements:
+    """Recorded speeds for three U-Net widths (8, 16, 32 filters): each doubling 2.5x slower,
+    or the training step seconds `step_times` gives for each width."""
     machine = Machine(device="cpu", device_name=device_name, cores=2, threads=2,
                       memory_available_gb=8.0, precision="32", bf16=False, torch="2.x")
     speeds = []
     for k, f in enumerate((8, 16, 32)):
-        s = step_s * 2.5**k
+        s = step_times[k] if step_times else step_s * 2.5**k
         speeds.append(SpeedSample(
             key=f"unet-f{f}-d3", model="unet", options={"filters": f, "depth": 3,
                                                         "norm": "batch"},

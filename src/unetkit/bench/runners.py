@@ -79,12 +79,12 @@ class PlainTrainer:
 
 def predictor_forward(model: Any, device: torch.device, precision: str = "auto",
                       engine: str = "torch") -> Callable[[torch.Tensor], torch.Tensor]:
-    """unetkit's predict path on a normalised batch: Predictor._forward (probabilities)."""
+    """unetkit's predict path on a normalised batch: Predictor.batch_probabilities."""
     from unetkit.infer.predict import Predictor
 
     if engine == "torch":
-        return Predictor(model, device=device, precision=precision)._forward
-    return Predictor(model, device=device, precision=precision, engine=engine)._forward
+        return Predictor(model, device=device, precision=precision).batch_probabilities
+    return Predictor(model, device=device, precision=precision, engine=engine).batch_probabilities
 
 
 def eager_probs(model: nn.Module, x: torch.Tensor) -> torch.Tensor:

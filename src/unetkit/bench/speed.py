@@ -9,9 +9,10 @@ Two families, each timed interleaved on the same inputs (a batch of synthetic RG
   4.0M; smp's "tu-mobilenetv2_100" equals ours), plus unetkit's `mobilenet_v2-unet`.
 
 unetkit's figures come from its real code paths: training is
-`SegmentationModule.training_step` (bce-dice loss, the optimizer and schedule of its
+`train.module.manual_step` (bce-dice loss, the optimizer and schedule of its
 `configure_optimizers`, channels_last and the precision `fit` picks), inference is
-`Predictor._forward` on the batch, as `predict` runs it. The baselines run fp32, NCHW, eager.
+`Predictor.batch_probabilities` on the batch, as `predict` runs it. The baselines run fp32,
+NCHW, eager.
 Ratios are unetkit / baseline images per second (> 1: unetkit is faster).
 
 Levers (with `levers=True`) are timed in the same interleaved rounds and checked for
@@ -414,7 +415,7 @@ def run_speed(opts: SpeedOptions | None = None) -> dict[str, Any]:
             "threads_chosen_by": chosen_by, "interop_threads": torch.get_num_interop_threads(),
             "precision": resolve_precision(opts.precision, device),
             "memory_format": "unetkit: channels_last inputs (SegmentationModule(channels_"
-                             "last=True), Predictor._forward); references: NCHW",
+                             "last=True), Predictor.batch_probabilities); references: NCHW",
             "compile": False, "compile_lever": bool(opts.compile),
             "cpu_flags": cpu_flags(), "cpu": cpu_model(), "cpu_count": os.cpu_count(),
             "batch": opts.batch, "size": list(opts.size), "rounds": opts.rounds,

@@ -97,7 +97,9 @@ class Predictor:
             return self.model(batch).float()
 
     @torch.inference_mode()
-    def _forward(self, batch: torch.Tensor) -> torch.Tensor:
+    def batch_probabilities(self, batch: torch.Tensor) -> torch.Tensor:
+        """N×C×H×W (uint8 or normalised) -> N×K×H×W probabilities, TTA-averaged: the step
+        whole-image and tiled prediction share (and the bench times)."""
         batch = self._normalize(batch).to(self.device)
         outs = []
         ops = tta_transforms(batch.shape[-1] == batch.shape[-2]) if self.tta else \
@@ -125,11 +127,11 @@ class Predictor:
             tile = tile or int(size[0])
             margin = self.geometry.output_margin(tile)
         if tile is None and wh * ww <= WHOLE_IMAGE_PIXELS:
-            probs = self._forward(x[None])[0]
+            probs = self.batch_probabilities(x[None])[0]
         else:
             tile = tile or 512
             values = self.out_channels * wh * ww
-            probs = sliding_window(self._forward, x, (tile, tile), overlap=self.overlap,
+            probs = sliding_window(self.batch_probabilities, x, (tile, tile), overlap=self.overlap,
                                    batch_size=self.batch_size, out_channels=self.out_channels,
                                    margin=margin, align=self.geometry.pooling_grid,
                                    out_dtype=torch.float32 if values <= FLOAT32_VALUES
