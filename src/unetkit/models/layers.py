@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -11,16 +13,46 @@ from unetkit.errors import UsageError
 NORMS = ("none", "batch", "group", "instance")
 
 
-def norm_layer(norm: str, channels: int) -> nn.Module:
+def norm_layer(norm: str, channels: int, dims: int = 2) -> nn.Module:
+    """The normalisation after each convolution, for 2-D (or, dims=3, volumetric) maps."""
     if norm == "none":
         return nn.Identity()
     if norm == "batch":
-        return nn.BatchNorm2d(channels)
+        return (nn.BatchNorm2d if dims == 2 else nn.BatchNorm3d)(channels)
     if norm == "group":
         return nn.GroupNorm(min(32, channels // 4) or 1, channels)
     if norm == "instance":
-        return nn.InstanceNorm2d(channels, affine=True)
+        return (nn.InstanceNorm2d if dims == 2 else nn.InstanceNorm3d)(channels, affine=True)
     raise UsageError(f"norm {norm!r} is unknown; choose one of {', '.join(NORMS)}.")
+
+
+def level_widths(filters: int, depth: int) -> list[int]:
+    """Channels per level, doubling with depth; the last is the bottleneck's."""
+    return [filters * 2**i for i in range(depth + 1)]
+
+
+def down_blocks(in_channels: int, widths: list[int],
+                block: Callable[[int, int], nn.Module]) -> nn.ModuleList:
+    """The contracting path: one `block(in, out)` per level above the bottleneck."""
+    blocks, ch = nn.ModuleList(), in_channels
+    for w in widths[:-1]:
+        blocks.append(block(ch, w))
+        ch = w
+    return blocks
+
+
+def encode(x: torch.Tensor, down: nn.ModuleList, pool: nn.Module,
+           dropout: nn.Module | None = None) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    """Run the contracting path: (input to the bottleneck, skip tensors, shallowest first).
+    `dropout` follows the deepest block, as in the classic U-Net."""
+    skips = []
+    for i, block in enumerate(down):
+        x = block(x)
+        if dropout is not None and i == len(down) - 1:
+            x = dropout(x)
+        skips.append(x)
+        x = pool(x)
+    return x, skips
 
 
 class DoubleConv(nn.Sequential):

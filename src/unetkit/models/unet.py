@@ -20,7 +20,7 @@ from torch import nn
 
 from unetkit.errors import UsageError
 from unetkit.models.geometry import Geometry, same_padding
-from unetkit.models.layers import DoubleConv, pad_to_multiple
+from unetkit.models.layers import DoubleConv, down_blocks, encode, level_widths, pad_to_multiple
 
 UPSAMPLES = ("transpose", "bilinear")
 
@@ -37,12 +37,10 @@ class UNet(nn.Module):
             raise UsageError(f"depth ({depth}), filters ({filters}) and stem ({stem}) must be at "
                              "least 1.")
         self.depth, self.stem = depth, stem
-        widths = [filters * 2**i for i in range(depth + 1)]
-        self.down = nn.ModuleList()
-        ch = in_channels * stem * stem
-        for w in widths[:-1]:
-            self.down.append(DoubleConv(ch, w, norm))
-            ch = w
+        widths = level_widths(filters, depth)
+        self.down = down_blocks(in_channels * stem * stem, widths,
+                                lambda i, o: DoubleConv(i, o, norm))
+        ch = widths[-2]
         self.pool = nn.MaxPool2d(2)
         self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
         self.bottleneck = DoubleConv(ch, widths[-1], norm)
@@ -64,13 +62,7 @@ class UNet(nn.Module):
         x, (h, w) = pad_to_multiple(x, self.grid)
         if self.stem > 1:
             x = F.pixel_unshuffle(x, self.stem)
-        skips = []
-        for i, block in enumerate(self.down):
-            x = block(x)
-            if i == len(self.down) - 1:
-                x = self.dropout(x)
-            skips.append(x)
-            x = self.pool(x)
+        x, skips = encode(x, self.down, self.pool, self.dropout)
         x = self.bottleneck(x)
         for up, conv, skip in zip(self.up, self.up_conv, reversed(skips), strict=True):
             x = conv(torch.cat([up(x), skip], dim=1))

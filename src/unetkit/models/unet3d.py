@@ -14,28 +14,16 @@ from torch import nn
 
 from unetkit.errors import UsageError
 from unetkit.models.geometry import Geometry, same_padding
-from unetkit.models.layers import NORMS
-
-
-def norm_layer_3d(norm: str, channels: int) -> nn.Module:
-    if norm == "none":
-        return nn.Identity()
-    if norm == "batch":
-        return nn.BatchNorm3d(channels)
-    if norm == "group":
-        return nn.GroupNorm(min(32, channels // 4) or 1, channels)
-    if norm == "instance":
-        return nn.InstanceNorm3d(channels, affine=True)
-    raise UsageError(f"norm {norm!r} is unknown; choose one of {', '.join(NORMS)}.")
+from unetkit.models.layers import down_blocks, encode, level_widths, norm_layer
 
 
 class DoubleConv3d(nn.Sequential):
     def __init__(self, in_ch: int, out_ch: int, norm: str) -> None:
         bias = norm == "none"
         super().__init__(
-            nn.Conv3d(in_ch, out_ch, 3, padding=1, bias=bias), norm_layer_3d(norm, out_ch),
+            nn.Conv3d(in_ch, out_ch, 3, padding=1, bias=bias), norm_layer(norm, out_ch, dims=3),
             nn.ReLU(inplace=True),
-            nn.Conv3d(out_ch, out_ch, 3, padding=1, bias=bias), norm_layer_3d(norm, out_ch),
+            nn.Conv3d(out_ch, out_ch, 3, padding=1, bias=bias), norm_layer(norm, out_ch, dims=3),
             nn.ReLU(inplace=True),
         )
 
@@ -57,12 +45,9 @@ class UNet3D(nn.Module):
         if depth < 1 or filters < 1:
             raise UsageError(f"depth ({depth}) and filters ({filters}) must be at least 1.")
         self.depth = depth
-        widths = [filters * 2**i for i in range(depth + 1)]
-        self.down = nn.ModuleList()
-        ch = in_channels
-        for w in widths[:-1]:
-            self.down.append(DoubleConv3d(ch, w, norm))
-            ch = w
+        widths = level_widths(filters, depth)
+        self.down = down_blocks(in_channels, widths, lambda i, o: DoubleConv3d(i, o, norm))
+        ch = widths[-2]
         self.pool = nn.MaxPool3d(2)
         self.bottleneck = DoubleConv3d(ch, widths[-1], norm)
         self.up = nn.ModuleList()
@@ -84,11 +69,7 @@ class UNet3D(nn.Module):
             raise UsageError(f"unet3d expects B x C x D x H x W volumes, got shape "
                              f"{tuple(x.shape)}.")
         x, (d, h, w) = pad_volume(x, self.geometry.pad_multiple)
-        skips = []
-        for block in self.down:
-            x = block(x)
-            skips.append(x)
-            x = self.pool(x)
+        x, skips = encode(x, self.down, self.pool)
         x = self.bottleneck(x)
         for up, conv, skip in zip(self.up, self.up_conv, reversed(skips), strict=True):
             x = conv(torch.cat([up(x), skip], dim=1))

@@ -21,7 +21,7 @@ from unetkit.models.geometry import (
     valid_padding,
     valid_size_error,
 )
-from unetkit.models.layers import DoubleConv
+from unetkit.models.layers import DoubleConv, down_blocks, encode, level_widths
 
 __all__ = ["UNetValid", "nearest_valid_sizes", "valid_output_size"]
 
@@ -33,12 +33,10 @@ class UNetValid(nn.Module):
         if depth < 1 or filters < 1:
             raise UsageError(f"depth ({depth}) and filters ({filters}) must be at least 1.")
         self.depth = depth
-        widths = [filters * 2**i for i in range(depth + 1)]
-        self.down = nn.ModuleList()
-        ch = in_channels
-        for w in widths[:-1]:
-            self.down.append(DoubleConv(ch, w, norm, padding=0))
-            ch = w
+        widths = level_widths(filters, depth)
+        self.down = down_blocks(in_channels, widths, lambda i, o: DoubleConv(i, o, norm,
+                                                                             padding=0))
+        ch = widths[-2]
         self.pool = nn.MaxPool2d(2)
         self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
         self.bottleneck = DoubleConv(ch, widths[-1], norm, padding=0)
@@ -69,13 +67,7 @@ class UNetValid(nn.Module):
         for size, what in ((h, "an input height"), (w, "an input width")):
             if valid_output_size_or_none(int(size), self.depth) is None:
                 raise valid_size_error(int(size), self.depth, what)
-        skips = []
-        for i, block in enumerate(self.down):
-            x = block(x)
-            if i == len(self.down) - 1:
-                x = self.dropout(x)
-            skips.append(x)
-            x = self.pool(x)
+        x, skips = encode(x, self.down, self.pool, self.dropout)
         x = self.bottleneck(x)
         for up, conv, skip in zip(self.up, self.up_conv, reversed(skips), strict=True):
             x = up(x)
