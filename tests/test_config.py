@@ -38,3 +38,17 @@ def test_a_config_file_round_trips_and_is_checked_on_load(tmp_path: Path) -> Non
     with pytest.raises(UsageError, match="--epochs -2 must be a whole number"):
         FitConfig.load(tmp_path / "bad.yaml")
     assert FitConfig.from_dict({"size": "128"}).size == [128, 128]  # normalised on load
+
+
+def test_loss_options_come_from_a_real_flag(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from unetkit.cli import app
+
+    res = CliRunner().invoke(app, ["fit", "--data", str(tmp_path), "--loss-option", "smooth=1"])
+    assert res.exit_code == 2
+    assert "--loss-option smooth is unknown; use one of dice_smooth," in res.stderr
+    res = CliRunner().invoke(app, ["fit", "--data", str(tmp_path), "--loss", "dice",
+                                   "--loss-option", "dice_smooth=-1"])
+    assert res.exit_code == 2 and "--loss-option dice_smooth must be a finite number" in \
+        res.stderr

@@ -6,6 +6,7 @@ which of them run and in what order, so neither imports the other.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import time
@@ -18,10 +19,10 @@ from unetkit.config import FitConfig, parse_duration
 from unetkit.data.formats import open_dataset
 from unetkit.data.splits import load_splits, make_folds, make_splits, save_splits
 from unetkit.errors import UsageError
-from unetkit.io_utils import atomic_write_text
+from unetkit.io_utils import atomic_write_text, remove_stale_temps, run_lock
 from unetkit.models.artifact import load_model, save_model
 from unetkit.models.ensemble import ensemble_of
-from unetkit.progress import say
+from unetkit.progress import first_process, say
 from unetkit.report.run_report import write_report
 from unetkit.train.fit import FitResult, fit
 
@@ -57,9 +58,17 @@ def fit_folds(config: FitConfig, quiet: bool = False, resume: bool = False) -> F
     """`fit --folds K`: K models on K grouped/stratified splits, saved as one ensemble.
 
     With `resume`, finished folds are kept, the unfinished one continues from its last
-    checkpoint and the rest train; the ensemble is then rebuilt from all K.
+    checkpoint and the rest train; the ensemble is then rebuilt from all K. The parent run
+    directory is locked for the whole run, as `fit` locks each fold's.
     """
     out = Path(config.out)
+    with run_lock(out) if first_process() else contextlib.nullcontext():
+        return _fit_folds_locked(config, out, quiet, resume)
+
+
+def _fit_folds_locked(config: FitConfig, out: Path, quiet: bool, resume: bool) -> FitResult:
+    if first_process():  # temp files left by a killed run (other ranks may be writing)
+        remove_stale_temps(out, out / "model", out / "report")
     splits_path = out / "splits.json"
     if resume and splits_path.is_file():
         saved = load_splits(splits_path)
@@ -86,6 +95,9 @@ def fit_folds(config: FitConfig, quiet: bool = False, resume: bool = False) -> F
         child = dataclasses.replace(config, folds=None, out=str(child_dir))
         train = [n for n in pool if n not in set(val)]
         again = resume and (child_dir / "checkpoints" / "last.ckpt").is_file()
+        if again and (child_dir / "config.yaml").is_file():  # as resolved when it started
+            child = dataclasses.replace(FitConfig.load(child_dir / "config.yaml"),
+                                        out=str(child_dir))
         results.append(fit_and_report(child, quiet, again,
                                       {"train": train, "val": val, "test": test}))
     members = [load_model(out / f"fold_{k}") for k in range(len(folds))]

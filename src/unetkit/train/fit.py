@@ -108,6 +108,7 @@ def fit(config: FitConfig, quiet: bool = False, resume: bool = False,
     if not config.data:
         raise UsageError("--data is required: the folder holding the images and masks.")
     config.validate()
+    check_loss_options(config.loss_options)  # a config file may carry unknown keys too
     with run_lock(out) if is_first_process() else contextlib.nullcontext():
         return _fit_locked(config, out, quiet, resume, lr_find_only, splits)
 
@@ -225,7 +226,6 @@ def _setup(config: FitConfig, data: PreparedData, train_idx: list[int], val_idx:
         norm_reason = "computed once from the training images"
     loss_name = config.loss if config.loss != "auto" else \
         ("bce-dice" if logit_channels == 1 else "ce-dice")
-    check_loss_options(config.loss_options)  # a config file may carry unknown keys too
     resolved = FitConfig(**{**config.to_dict(), "size": size,
                             "batch_size": d.values["batch_size"],
                             "model_options": d.values["model_options"],

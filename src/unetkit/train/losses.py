@@ -243,10 +243,21 @@ LOSS_OPTIONS = ("dice_smooth", "dice_per_image", "dice_weight", "ce_weight", "fo
 
 
 def check_loss_options(options: dict[str, object]) -> None:
+    """Names and values of loss options, before any data is read (the class count, needed
+    for --class-weights' length, is checked by build_loss)."""
     unknown = sorted(set(options) - set(LOSS_OPTIONS) - {"class_weights"})
     if unknown:
         raise UsageError(f"--loss-option {unknown[0]} is unknown; use one of "
                          f"{', '.join(LOSS_OPTIONS)}.")
+    for key, value in options.items():
+        if key == "dice_per_image":
+            if not isinstance(value, bool):
+                raise UsageError(f"--loss-option dice_per_image={value!r} must be true or "
+                                 "false.")
+        elif key != "class_weights":
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise UsageError(f"--loss-option {key}={value!r} must be a number.")
+            _check_non_negative(value, f"--loss-option {key}")
 
 
 def build_loss(
