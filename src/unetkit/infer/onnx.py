@@ -83,12 +83,9 @@ def _trace_shape(model: nn.Module, channels: int, second: bool = False) -> tuple
 
 def model_config(model: nn.Module) -> dict[str, Any]:
     """The artifact's config.json for a model built by unetkit (as save_model writes it)."""
-    from unetkit.models.artifact import FORMAT_VERSION, default_meta
+    from unetkit.models.artifact import artifact_config
 
-    if not hasattr(model, "unetkit_arch"):
-        raise UsageError("Only models built with unetkit.build_model can be exported.")
-    meta = {**default_meta(model), **(getattr(model, "unetkit_meta", None) or {})}
-    return {"format_version": FORMAT_VERSION, "architecture": model.unetkit_arch, **meta}
+    return artifact_config(model, what="exported")
 
 
 def _metadata(model: nn.Module, config: dict[str, Any]) -> dict[str, str]:

@@ -17,7 +17,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from unetkit.errors import UnetkitError
+from unetkit.errors import UnetkitError, UsageError
 from unetkit.io_utils import atomic_path, atomic_write_text
 from unetkit.models.registry import build_model
 
@@ -45,16 +45,22 @@ def default_meta(model: nn.Module) -> dict[str, Any]:
     }
 
 
+def artifact_config(model: nn.Module, meta: dict[str, Any] | None = None,
+                    what: str = "saved as artifacts") -> dict[str, Any]:
+    """config.json's content for a model built by unetkit: format, architecture and meta
+    (the defaults, the model's own, then `meta`). The one recipe for save and export."""
+    if not hasattr(model, "unetkit_arch"):
+        raise UsageError(f"Only models built with unetkit.build_model can be {what}.")
+    meta = {**default_meta(model), **(getattr(model, "unetkit_meta", None) or {}), **(meta or {})}
+    return {"format_version": FORMAT_VERSION, "architecture": model.unetkit_arch, **meta}
+
+
 def save_model(model: nn.Module, directory: str | Path, meta: dict[str, Any] | None = None) -> Path:
     """Write the artifact; each file lands atomically so a crash leaves the old one intact."""
-    if not hasattr(model, "unetkit_arch"):
-        raise UnetkitError("Only models built with unetkit.build_model can be saved as artifacts.")
+    config = {**artifact_config(model, meta), SAVE_ID: uuid.uuid4().hex}
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    meta = {**default_meta(model), **(getattr(model, "unetkit_meta", None) or {}), **(meta or {})}
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    config = {"format_version": FORMAT_VERSION, "architecture": model.unetkit_arch, **meta,
-              SAVE_ID: uuid.uuid4().hex}
     text = json.dumps(config, indent=1)
     # the weights carry their own config and both files the same save id: a kill between the
     # two renames cannot pair new weights with an old config.json (see read_config)
