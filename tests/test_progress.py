@@ -35,3 +35,21 @@ def test_duration_reads_well() -> None:
     assert duration(12.4) == "12 s"
     assert duration(185) == "3 min 05 s"
     assert duration(3720) == "1 h 02 min"
+
+
+def test_long_tiled_predictions_report_progress(monkeypatch: pytest.MonkeyPatch,
+                                                capsys: pytest.CaptureFixture) -> None:
+    import torch
+
+    from unetkit.infer.tiling import PROGRESS_MIN_BATCHES, sliding_window
+
+    monkeypatch.setenv("UNETKIT_PROGRESS", "plain")
+    image = torch.rand(1, 96, 96)
+    out = sliding_window(lambda b: b * 2, image, (8, 8), overlap=0.25, batch_size=1)
+    assert torch.allclose(out, image * 2, atol=1e-5)  # blending a pixelwise map is exact
+    lines = [ln for ln in capsys.readouterr().err.splitlines() if ln.startswith("Tiles: ")]
+    assert len(lines) == 10 and lines[-1].startswith("Tiles: ")
+    total = int(lines[-1].split("/")[1].split()[0])
+    assert total >= PROGRESS_MIN_BATCHES and f"{total}/{total} batch" in lines[-1]
+    sliding_window(lambda b: b, torch.rand(1, 16, 16), (8, 8), batch_size=4)  # few: quiet
+    assert "Tiles" not in capsys.readouterr().err

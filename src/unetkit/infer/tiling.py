@@ -17,8 +17,11 @@ import numpy as np
 import torch
 
 from unetkit.errors import UnetkitError, UsageError
+from unetkit.progress import progress
 
 PredictFn = Callable[[torch.Tensor], Any]
+
+PROGRESS_MIN_BATCHES = 50  # images needing this many tile batches show progress
 
 
 def _mirror_index(start: int, size: int, length: int) -> slice | torch.Tensor:
@@ -128,6 +131,24 @@ class _RowBand:
         self.out[:, a:a + n] = band.to(self.out.dtype)
 
 
+def _check(image: torch.Tensor, th: int, tw: int, margin: int, overlap: float,
+           batch_size: int) -> None:
+    if image.ndim != 3:
+        raise UnetkitError(f"Tiled prediction needs a C×H×W image, not shape "
+                           f"{tuple(image.shape)}.")
+    if margin < 0:
+        raise UsageError(f"The model's output margin must be 0 or more, not {margin}.")
+    if th - 2 * margin < 1 or tw - 2 * margin < 1:
+        raise UsageError(f"--tile {th}x{tw} leaves no output with a margin of {margin} pixels "
+                         f"per side; use a tile larger than {2 * margin}.")
+    if not 0 <= overlap < 1:
+        raise UsageError(f"--overlap must be a fraction in [0, 1), not {overlap}.")
+    if batch_size < 1:
+        raise UsageError(f"--batch-size must be at least 1, not {batch_size}.")
+    if image.shape[1] < 1 or image.shape[2] < 1:
+        raise UnetkitError(f"Tiled prediction got an empty image of shape {tuple(image.shape)}.")
+
+
 def sliding_window(predict_fn: PredictFn, image: torch.Tensor, tile: tuple[int, int],
                    overlap: float = 0.25, batch_size: int = 4, out_channels: int | None = None,
                    margin: int = 0, align: int = 1,
@@ -142,25 +163,12 @@ def sliding_window(predict_fn: PredictFn, image: torch.Tensor, tile: tuple[int, 
     Gaussian weight. `align` puts tile starts on multiples of it (see _positions; pass
     2^depth for a U-Net so tiled and whole-image predictions agree). Blending is float32;
     `out_dtype` (e.g. float16 for huge multi-class images) is only the storage of the result.
-    Runs under torch.no_grad on the image's device.
+    Runs under torch.no_grad on the image's device; many tiles show progress (rate, ETA).
     """
-    if image.ndim != 3:
-        raise UnetkitError(f"Tiled prediction needs a C×H×W image, not shape "
-                           f"{tuple(image.shape)}.")
     th, tw = (int(t) for t in tile)
-    if margin < 0:
-        raise UsageError(f"The model's output margin must be 0 or more, not {margin}.")
+    _check(image, th, tw, margin, overlap, batch_size)
     oh, ow = th - 2 * margin, tw - 2 * margin
-    if oh < 1 or ow < 1:
-        raise UsageError(f"--tile {th}x{tw} leaves no output with a margin of {margin} pixels "
-                         f"per side; use a tile larger than {2 * margin}.")
-    if not 0 <= overlap < 1:
-        raise UsageError(f"--overlap must be a fraction in [0, 1), not {overlap}.")
-    if batch_size < 1:
-        raise UsageError(f"--batch-size must be at least 1, not {batch_size}.")
     _, h, w = image.shape
-    if h < 1 or w < 1:
-        raise UnetkitError(f"Tiled prediction got an empty image of shape {tuple(image.shape)}.")
     device = image.device
     weight = gaussian_weight((oh, ow)).to(device)
     ys, xs = _positions(h, oh, overlap, align), _positions(w, ow, overlap, align)
@@ -180,8 +188,10 @@ def sliding_window(predict_fn: PredictFn, image: torch.Tensor, tile: tuple[int, 
     if out_channels is not None:
         band = start(out_channels)
 
+    starts = range(0, len(origins), batch_size)
     with torch.no_grad():
-        for first in range(0, len(origins), batch_size):
+        for first in progress(starts, total=len(starts), desc="Tiles", unit="batch",
+                              disable=len(starts) < PROGRESS_MIN_BATCHES):
             chunk = origins[first:first + batch_size]
             batch = torch.stack([
                 image[:, _mirror_index(y - margin, th, h)][:, :, _mirror_index(x - margin, tw, w)]
