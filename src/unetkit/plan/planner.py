@@ -264,6 +264,40 @@ def loss_decisions(fp: Fingerprint) -> dict[str, Decision]:
     return d
 
 
+def _optimisation_decisions(speed: Any, sched: dict[str, Any], budget: float,
+                            m: Measurements) -> dict[str, Decision]:
+    """Optimiser, rate, schedule, epoch cap and time limit, precision and threads."""
+    d: dict[str, Decision] = {}
+    opts = dict(speed.options)
+    pretrained = speed.model != "unet"
+    lr = 3e-4 if pretrained and not opts.get("freeze_encoder") else 1e-3
+    d["optimizer"] = Decision("adamw", "AdamW: robust without tuning for U-Nets")
+    d["lr"] = Decision(lr, "peak of the one-cycle schedule; 1e-3 suits batch-norm U-Nets"
+                       if lr == 1e-3 else "lower peak so fine-tuning keeps the pretrained "
+                       "features")
+    d["weight_decay"] = Decision(1e-4, "light regularisation")
+    d["scheduler"] = Decision("onecycle", "warm-up then cosine annealing; its progress follows "
+                              "wall time, so the rate reaches its minimum at the deadline")
+    epochs = max(1, math.ceil(sched["epochs"] * 1.25))
+    d["epochs"] = Decision(epochs, f"~{sched['epochs']} epochs of {sched['epoch_s']:.1f}s fit "
+                           f"the {fmt_s(sched['train_time_s'])} training time; the cap is 25 % "
+                           "higher so the time limit, not the epoch count, ends training")
+    d["max_time"] = Decision(f"{int(sched['train_time_s'])}s",
+                             f"the {fmt_s(budget)} budget minus planning "
+                             f"({fmt_s(sched['planning_s'])}), start-up "
+                             f"({fmt_s(sched['startup_s'])}), final evaluation "
+                             f"({fmt_s(sched['report_s'])}) and a 5 % margin")
+    d["precision"] = Decision(m.machine.precision, "native bf16 on this hardware"
+                              if "bf16" in m.machine.precision else "full precision: no native "
+                              "bf16 on this CPU" if m.machine.precision == "32" else
+                              "mixed precision on GPU")
+    d["threads"] = Decision(m.threads, "fastest thread count measured ("
+                            + ", ".join(f"{k}: {v:.2f} s/step" for k, v in
+                                        m.threads_tested.items()) + ")" if m.threads_tested
+                            else "torch's default for this machine")
+    return d
+
+
 def decide(fp: Fingerprint, m: Measurements, budget_s: float | str, data: str | None = None,
            format: str = "auto", fixed: dict[str, Any] | None = None) -> Plan:
     """The plan for this data, these measurements and this budget (a pure function).
@@ -318,34 +352,9 @@ def decide(fp: Fingerprint, m: Measurements, budget_s: float | str, data: str | 
         d[key] = dd[key]
     d.update(ld)
     d["augment"] = Decision(augment, aug_reason)
-    pretrained = speed.model != "unet"
-    lr = 3e-4 if pretrained and not opts.get("freeze_encoder") else 1e-3
-    d["optimizer"] = Decision("adamw", "AdamW: robust without tuning for U-Nets")
-    d["lr"] = Decision(lr, "peak of the one-cycle schedule; 1e-3 suits batch-norm U-Nets"
-                       if lr == 1e-3 else "lower peak so fine-tuning keeps the pretrained "
-                       "features")
-    d["weight_decay"] = Decision(1e-4, "light regularisation")
-    d["scheduler"] = Decision("onecycle", "warm-up then cosine annealing; its progress follows "
-                              "wall time, so the rate reaches its minimum at the deadline")
-    epochs = max(1, math.ceil(sched["epochs"] * 1.25))
-    d["epochs"] = Decision(epochs, f"~{sched['epochs']} epochs of {sched['epoch_s']:.1f}s fit "
-                           f"the {fmt_s(sched['train_time_s'])} training time; the cap is 25 % "
-                           "higher so the time limit, not the epoch count, ends training")
-    d["max_time"] = Decision(f"{int(sched['train_time_s'])}s",
-                             f"the {fmt_s(budget)} budget minus planning "
-                             f"({fmt_s(sched['planning_s'])}), start-up "
-                             f"({fmt_s(sched['startup_s'])}), final evaluation "
-                             f"({fmt_s(sched['report_s'])}) and a 5 % margin")
     d["val_split"] = dd["val_split"]
     d["test_split"] = dd["test_split"]
-    d["precision"] = Decision(m.machine.precision, "native bf16 on this hardware"
-                              if "bf16" in m.machine.precision else "full precision: no native "
-                              "bf16 on this CPU" if m.machine.precision == "32" else
-                              "mixed precision on GPU")
-    d["threads"] = Decision(m.threads, "fastest thread count measured ("
-                            + ", ".join(f"{k}: {v:.2f} s/step" for k, v in
-                                        m.threads_tested.items()) + ")" if m.threads_tested
-                            else "torch's default for this machine")
+    d.update(_optimisation_decisions(speed, sched, budget, m))
     n_val = dd["_n_val"].value
     return Plan(data=str(data if data is not None else fp.data), format=format,
                 budget_s=budget, fingerprint=fp, measurements=m, decisions=d,
