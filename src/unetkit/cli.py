@@ -17,6 +17,15 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_
                   context_settings={"help_option_names": ["-h", "--help"]})
 
 
+# clean-up flags shared by predict and evaluate (evaluate scores the cleaned masks)
+KeepLargestOpt = Annotated[bool, typer.Option(help="Keep only the largest connected component "
+                                              "of each class.")]
+MinSizeOpt = Annotated[int, typer.Option(help="Remove foreground components smaller than N "
+                                         "pixels.")]
+SplitTouchingOpt = Annotated[bool, typer.Option(help="With --instances: split touching objects "
+                                                "(distance-transform watershed).")]
+
+
 def _fail(exc: UnetkitError) -> None:
     print(f"error: {exc}", file=sys.stderr)
     raise typer.Exit(exc.exit_code)
@@ -121,14 +130,11 @@ def evaluate(
     tile: Annotated[int | None, typer.Option(help="Tile size for large images.")] = None,
     hd95: Annotated[bool, typer.Option(help="Add the 95th-percentile Hausdorff distance.")
                     ] = False,
-    keep_largest: Annotated[bool, typer.Option(help="Score masks cleaned to the largest "
-                                               "component per class.")] = False,
-    min_size: Annotated[int, typer.Option(help="Score masks without foreground components "
-                                          "smaller than N pixels.")] = 0,
+    keep_largest: KeepLargestOpt = False,
+    min_size: MinSizeOpt = 0,
     instances: Annotated[bool, typer.Option(help="Add object-level precision/recall/F1 at "
                                             "IoU 0.5.")] = False,
-    split_touching: Annotated[bool, typer.Option(help="With --instances: split touching "
-                                                 "predicted objects.")] = True,
+    split_touching: SplitTouchingOpt = True,
     engine: Annotated[str, typer.Option(help="torch or onnx (onnxruntime).")] = "torch",
     precision: Annotated[str, typer.Option(help="auto (float32 on every machine, so metrics "
                                            "do not depend on the CPU), 32, bf16-mixed or "
@@ -194,15 +200,11 @@ def predict(
                                              "1-based runs) to this .csv or .csv.gz.")] = None,
     rle_order: Annotated[str, typer.Option(help="RLE pixel order: row (Carvana) or column "
                                            "(Data Science Bowl, Airbus).")] = "row",
-    keep_largest: Annotated[bool, typer.Option(help="Keep only the largest connected "
-                                               "component of each class.")] = False,
-    min_size: Annotated[int, typer.Option(help="Remove foreground components smaller than N "
-                                          "pixels.")] = 0,
+    keep_largest: KeepLargestOpt = False,
+    min_size: MinSizeOpt = 0,
     instances: Annotated[bool, typer.Option(help="Also write 16-bit object labels "
                                             "<stem>_instances.tif.")] = False,
-    split_touching: Annotated[bool, typer.Option(help="With --instances: split touching "
-                                                 "objects at distance-transform peaks.")
-                              ] = True,
+    split_touching: SplitTouchingOpt = True,
     engine: Annotated[str, typer.Option(help="torch, or onnx (onnxruntime; reuses "
                                         "MODEL/model/model.onnx when up to date).")] = "torch",
     precision: Annotated[str, typer.Option(help="auto (bf16-mixed where the CPU or GPU runs it "

@@ -5,71 +5,73 @@ from __future__ import annotations
 import sys
 from typing import Any
 
+FAMILIES = ("classic", "mobilenet")
+PHASES = ("train", "infer")
+
 
 def format_table(result: dict[str, Any]) -> str:
-    lines = []
     s = result.get("settings", {})
-    lines.append(f"unetkit bench speed — {s.get('device')} ({s.get('cpu', '')}), "
-                 f"{s.get('threads')} thread(s), batch {s.get('batch')} at "
-                 f"{'x'.join(map(str, s.get('size', [])))}, precision {s.get('precision')}")
-    head = f"{'':<11}{'phase':<7}{'reference img/s':>16}{'unetkit img/s':>15}{'ratio':>8}" \
-           f"{'ref +MB':>9}{'unetkit +MB':>13}"
-    for key in ("classic", "mobilenet"):
-        b = result.get(key)
-        if not b:
-            continue
-        lines.append("")
-        lines.append(f"{key}: unetkit {b['unetkit_params']:,} params vs reference "
-                     f"{b['reference_params']:,} params")
-        lines.append(head)
-        for phase in ("train", "infer"):
-            lines.append(
-                f"{key:<11}{phase:<7}{b[f'reference_{phase}_ips']:>16.3g}"
-                f"{b[f'unetkit_{phase}_ips']:>15.3g}{b[f'{phase}_ratio']:>8.2f}"
-                f"{b[f'reference_{phase}_peak_extra_mb']:>9.0f}"
-                f"{b[f'unetkit_{phase}_peak_extra_mb']:>13.0f}")
-        if "mobilenet_v2_unet_train_ips" in b:
-            lines.append(f"  mobilenet_v2-unet ({b['mobilenet_v2_unet_params']:,} params): "
-                         f"train {b['mobilenet_v2_unet_train_ips']:.3g} img/s, infer "
-                         f"{b['mobilenet_v2_unet_infer_ips']:.3g} img/s")
+    lines = [f"unetkit bench speed — {s.get('device')} ({s.get('cpu', '')}), "
+             f"{s.get('threads')} thread(s), batch {s.get('batch')} at "
+             f"{'x'.join(map(str, s.get('size', [])))}, precision {s.get('precision')}"]
+    for key in FAMILIES:
+        if result.get(key):
+            lines += ["", *_family_lines(key, result[key])]
     d = result.get("data")
     if d:
-        lines.append("")
-        lines.append(f"data pipeline ({d['images']} images {d['image_size']}px -> "
-                     f"{d['crop']} crops, batch {d['batch']}): cold {d['cold_ips']:.3g} img/s,"
-                     f" cached {d['cached_ips']:.3g} img/s")
-    lev = result.get("levers")
-    if lev:
-        lines.append("")
-        lines.append(f"{'lever':<36}{'img/s':>9}{'vs ref':>8}{'vs unetkit':>11}  "
-                     f"{'check':<18}verdict")
-        for key in ("classic", "mobilenet"):
-            for phase in ("train", "infer"):
-                for name, e in lev.get(key, {}).get(phase, {}).items():
-                    label = f"{key} {phase} {name}"
-                    if "ips" not in e:
-                        lines.append(f"{label:<36}{'':>28}  {'':<18}{e.get('verdict')}: "
-                                     f"{e.get('error', '')[:60]}")
-                        continue
-                    c = e.get("check") or {}
-                    check = (f"agree {c['mask_agreement']:.4f}" if "mask_agreement" in c
-                             else "same math" if c else "")
-                    lines.append(f"{label:<36}{e['ips']:>9.3g}{e['ratio_vs_reference']:>8.2f}"
-                                 f"{e['ratio_vs_unetkit']:>11.2f}  {check:<18}"
-                                 f"{e['verdict']}")
-        t = lev.get("threads")
-        if t:
-            lines.append(f"threads: 2 vs 1 = {t['classic_infer']['ratio_2_vs_1']} (classic "
-                         f"infer), {t['mobilenet_train']['ratio_2_vs_1']} (mobilenet train); "
-                         f"chose {t['chosen']}")
-        w = lev.get("data_workers")
-        if w:
-            lines.append(f"data workers: {w.get('workers')} workers {w.get('cached_ips')} "
-                         f"img/s vs in-process, ratio {w.get('ratio_vs_in_process')}")
-    lines.append("")
-    lines.append("ratio = unetkit img/s / reference img/s (> 1: unetkit is faster); +MB = "
-                 "peak resident memory a step adds")
+        lines += ["", f"data pipeline ({d['images']} images {d['image_size']}px -> "
+                      f"{d['crop']} crops, batch {d['batch']}): cold {d['cold_ips']:.3g} "
+                      f"img/s, cached {d['cached_ips']:.3g} img/s"]
+    if result.get("levers"):
+        lines += ["", *_lever_lines(result["levers"])]
+    lines += ["", "ratio = unetkit img/s / reference img/s (> 1: unetkit is faster); +MB = "
+                  "peak resident memory a step adds"]
     return "\n".join(lines)
+
+
+def _family_lines(key: str, b: dict[str, Any]) -> list[str]:
+    lines = [f"{key}: unetkit {b['unetkit_params']:,} params vs reference "
+             f"{b['reference_params']:,} params",
+             f"{'':<11}{'phase':<7}{'reference img/s':>16}{'unetkit img/s':>15}{'ratio':>8}"
+             f"{'ref +MB':>9}{'unetkit +MB':>13}"]
+    for phase in PHASES:
+        lines.append(f"{key:<11}{phase:<7}{b[f'reference_{phase}_ips']:>16.3g}"
+                     f"{b[f'unetkit_{phase}_ips']:>15.3g}{b[f'{phase}_ratio']:>8.2f}"
+                     f"{b[f'reference_{phase}_peak_extra_mb']:>9.0f}"
+                     f"{b[f'unetkit_{phase}_peak_extra_mb']:>13.0f}")
+    if "mobilenet_v2_unet_train_ips" in b:
+        lines.append(f"  mobilenet_v2-unet ({b['mobilenet_v2_unet_params']:,} params): "
+                     f"train {b['mobilenet_v2_unet_train_ips']:.3g} img/s, infer "
+                     f"{b['mobilenet_v2_unet_infer_ips']:.3g} img/s")
+    return lines
+
+
+def _lever_line(label: str, e: dict[str, Any]) -> str:
+    if "ips" not in e:
+        return f"{label:<36}{'':>28}  {'':<18}{e.get('verdict')}: {e.get('error', '')[:60]}"
+    c = e.get("check") or {}
+    check = (f"agree {c['mask_agreement']:.4f}" if "mask_agreement" in c
+             else "same math" if c else "")
+    return (f"{label:<36}{e['ips']:>9.3g}{e['ratio_vs_reference']:>8.2f}"
+            f"{e['ratio_vs_unetkit']:>11.2f}  {check:<18}{e['verdict']}")
+
+
+def _lever_lines(lev: dict[str, Any]) -> list[str]:
+    lines = [f"{'lever':<36}{'img/s':>9}{'vs ref':>8}{'vs unetkit':>11}  {'check':<18}verdict"]
+    for key in FAMILIES:
+        for phase in PHASES:
+            for name, e in lev.get(key, {}).get(phase, {}).items():
+                lines.append(_lever_line(f"{key} {phase} {name}", e))
+    t = lev.get("threads")
+    if t:
+        lines.append(f"threads: 2 vs 1 = {t['classic_infer']['ratio_2_vs_1']} (classic "
+                     f"infer), {t['mobilenet_train']['ratio_2_vs_1']} (mobilenet train); "
+                     f"chose {t['chosen']}")
+    w = lev.get("data_workers")
+    if w:
+        lines.append(f"data workers: {w.get('workers')} workers {w.get('cached_ips')} "
+                     f"img/s vs in-process, ratio {w.get('ratio_vs_in_process')}")
+    return lines
 
 
 def print_table(result: dict[str, Any], file: Any = None) -> None:
