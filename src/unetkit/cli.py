@@ -9,6 +9,7 @@ from typing import Annotated
 
 import typer
 
+from unetkit.cli_support import guarded
 from unetkit.errors import UnetkitError, UsageError
 from unetkit.fit_flags import fit_options, with_fit_options
 
@@ -24,28 +25,6 @@ MinSizeOpt = Annotated[int, typer.Option(help="Remove foreground components smal
                                          "pixels.")]
 SplitTouchingOpt = Annotated[bool, typer.Option(help="With --instances: split touching objects "
                                                 "(distance-transform watershed).")]
-
-
-def _fail(exc: UnetkitError) -> None:
-    print(f"error: {exc}", file=sys.stderr)
-    raise typer.Exit(exc.exit_code)
-
-
-def guarded(fn):
-    """Turn user-caused errors into one sentence and an exit code, never a traceback."""
-    import functools
-
-    @functools.wraps(fn)
-    def wrapper(*args, **kwargs):
-        try:
-            return fn(*args, **kwargs)
-        except UnetkitError as exc:
-            _fail(exc)
-        except KeyboardInterrupt:
-            print("interrupted; files already written are complete.", file=sys.stderr)
-            raise typer.Exit(130) from None
-
-    return wrapper
 
 
 @app.command()
@@ -323,7 +302,7 @@ def plan(
 
 from unetkit.bench.cli import make_bench_app  # noqa: E402  (the bench command group)
 
-app.add_typer(make_bench_app(guarded), name="bench")
+app.add_typer(make_bench_app(), name="bench")
 
 
 @app.command()

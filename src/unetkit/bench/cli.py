@@ -13,6 +13,7 @@ from typing import Annotated, Any
 
 import typer
 
+from unetkit.cli_support import guarded
 from unetkit.errors import UsageError
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print only the JSON (the table and "
@@ -78,126 +79,129 @@ def _speed(as_json: bool, quick: bool, batch: int, size: str, threads: int | Non
     _emit(run_speed(opts), as_json, format_table, out, "bench_speed.json")
 
 
-def make_bench_app(guarded: Callable) -> typer.Typer:
-    bench = typer.Typer(invoke_without_command=True, no_args_is_help=False,
-                        context_settings={"help_option_names": ["-h", "--help"]})
+bench = typer.Typer(invoke_without_command=True, no_args_is_help=False,
+                    context_settings={"help_option_names": ["-h", "--help"]})
 
-    @bench.callback()
-    @guarded
-    def default(ctx: typer.Context, as_json: JsonOpt = False, quick: QuickOpt = False,
-                batch: BatchOpt = 8, size: SizeOpt = "128", threads: ThreadsOpt = None,
-                levers: LeversOpt = True, compile: CompileOpt = None,
-                rounds: RoundsOpt = None, out: OutOpt = Path("runs/bench"),
-                precision: PrecisionOpt = "auto") -> None:
-        """Speed, data and quality benchmarks against plain PyTorch and smp.
 
-        With no subcommand this is `bench speed` (same options).
+@bench.callback()
+@guarded
+def default(ctx: typer.Context, as_json: JsonOpt = False, quick: QuickOpt = False,
+            batch: BatchOpt = 8, size: SizeOpt = "128", threads: ThreadsOpt = None,
+            levers: LeversOpt = True, compile: CompileOpt = None,
+            rounds: RoundsOpt = None, out: OutOpt = Path("runs/bench"),
+            precision: PrecisionOpt = "auto") -> None:
+    """Speed, data and quality benchmarks against plain PyTorch and smp.
 
-        Example: unetkit bench speed --json
-        """
-        if ctx.invoked_subcommand is None:
-            _speed(as_json, quick, batch, size, threads, levers, compile, rounds, out,
-                   precision)
+    With no subcommand this is `bench speed` (same options).
 
-    @bench.command()
-    @guarded
-    def speed(as_json: JsonOpt = False, quick: QuickOpt = False, batch: BatchOpt = 8,
-              size: SizeOpt = "128", threads: ThreadsOpt = None, levers: LeversOpt = True,
-              compile: CompileOpt = None, rounds: RoundsOpt = None,
-              out: OutOpt = Path("runs/bench"), precision: PrecisionOpt = "auto") -> None:
-        """Train/infer images/s and peak memory of unetkit beside plain PyTorch and smp.
+    Example: unetkit bench speed --json
+    """
+    if ctx.invoked_subcommand is None:
+        _speed(as_json, quick, batch, size, threads, levers, compile, rounds, out,
+               precision)
 
-        Interleaved in one run on the same inputs; ratio = unetkit / reference (> 1: unetkit
-        is faster). Also the data pipeline and, with --levers (default), BN folding,
-        onnxruntime, int8, torch.compile, threads and loader workers, each checked for
-        accuracy. A full run takes 10-20 minutes on a 2-core CPU.
+@bench.command()
+@guarded
+def speed(as_json: JsonOpt = False, quick: QuickOpt = False, batch: BatchOpt = 8,
+          size: SizeOpt = "128", threads: ThreadsOpt = None, levers: LeversOpt = True,
+          compile: CompileOpt = None, rounds: RoundsOpt = None,
+          out: OutOpt = Path("runs/bench"), precision: PrecisionOpt = "auto") -> None:
+    """Train/infer images/s and peak memory of unetkit beside plain PyTorch and smp.
 
-        Example: unetkit bench speed --json
-        """
-        _speed(as_json, quick, batch, size, threads, levers, compile, rounds, out, precision)
+    Interleaved in one run on the same inputs; ratio = unetkit / reference (> 1: unetkit
+    is faster). Also the data pipeline and, with --levers (default), BN folding,
+    onnxruntime, int8, torch.compile, threads and loader workers, each checked for
+    accuracy. A full run takes 10-20 minutes on a 2-core CPU.
 
-    @bench.command()
-    @guarded
-    def precision(model: Annotated[Path, typer.Argument(help="Run or model artifact "
-                                                        "directory.")],
-                  inputs: Annotated[list[str], typer.Argument(help="Images, folders or "
-                                                              "globs.")],
-                  limit: Annotated[int, typer.Option(help="At most this many images.")] = 20,
-                  as_json: JsonOpt = False, out: OutOpt = Path("runs/bench")) -> None:
-        """Mask agreement and speed of bf16-mixed against float32 for a trained model.
+    Example: unetkit bench speed --json
+    """
+    _speed(as_json, quick, batch, size, threads, levers, compile, rounds, out, precision)
 
-        Example: unetkit bench precision runs/membrane data/membrane/images
-        """
-        from unetkit.bench.precision import format_precision, run_precision
+@bench.command()
+@guarded
+def precision(model: Annotated[Path, typer.Argument(help="Run or model artifact "
+                                                    "directory.")],
+              inputs: Annotated[list[str], typer.Argument(help="Images, folders or "
+                                                          "globs.")],
+              limit: Annotated[int, typer.Option(help="At most this many images.")] = 20,
+              as_json: JsonOpt = False, out: OutOpt = Path("runs/bench")) -> None:
+    """Mask agreement and speed of bf16-mixed against float32 for a trained model.
 
-        _emit(run_precision(model, inputs, limit, quiet=as_json), as_json, format_precision,
-              out, "bench_precision.json")
+    Example: unetkit bench precision runs/membrane data/membrane/images
+    """
+    from unetkit.bench.precision import format_precision, run_precision
 
-    @bench.command()
-    @guarded
-    def data(as_json: JsonOpt = False,
-             images: Annotated[int, typer.Option(help="Synthetic images to write.")] = 64,
-             image_size: Annotated[int, typer.Option(help="Their side in pixels.")] = 256,
-             size: SizeOpt = "128", batch: BatchOpt = 8,
-             workers: Annotated[int | None, typer.Option(help="DataLoader workers (default: "
-                                                         "as fit picks them).")] = None,
-             out: OutOpt = Path("runs/bench")) -> None:
-        """Data pipeline images/s (decode + augment + collate): cold, then from the cache.
+    _emit(run_precision(model, inputs, limit, quiet=as_json), as_json, format_precision,
+          out, "bench_precision.json")
 
-        Example: unetkit bench data --images 64 --image-size 256 --json
-        """
-        from unetkit.bench.data import format_data, run_data
+@bench.command()
+@guarded
+def data(as_json: JsonOpt = False,
+         images: Annotated[int, typer.Option(help="Synthetic images to write.")] = 64,
+         image_size: Annotated[int, typer.Option(help="Their side in pixels.")] = 256,
+         size: SizeOpt = "128", batch: BatchOpt = 8,
+         workers: Annotated[int | None, typer.Option(help="DataLoader workers (default: "
+                                                     "as fit picks them).")] = None,
+         out: OutOpt = Path("runs/bench")) -> None:
+    """Data pipeline images/s (decode + augment + collate): cold, then from the cache.
 
-        if images < 1 or image_size < 8:
-            raise UsageError("--images must be at least 1 and --image-size at least 8.")
-        result = run_data(images=images, image_size=image_size, size=_size(size),
-                          batch=batch, workers=workers, quiet=False, worker_lever=True)
-        _emit(result, as_json, format_data, out, "bench_data.json")
+    Example: unetkit bench data --images 64 --image-size 256 --json
+    """
+    from unetkit.bench.data import format_data, run_data
 
-    @bench.command()
-    @guarded
-    def quality(budget: Annotated[str, typer.Option(help="Training wall-time budget, e.g. "
-                                                    "5m.")] = "5m",
-                data: Annotated[str | None, typer.Option(help="Data folder (default: "
-                                                         "../shared/data/membrane).")] = None,
-                as_json: JsonOpt = False, out: OutOpt = Path("runs/bench"),
-                auto: Annotated[bool, typer.Option(help="Train with `fit --auto --budget` "
-                                                   "(planning included) instead of the "
-                                                   "defaults.")] = False,
-                compare: Annotated[bool, typer.Option(help="Train the defaults and --auto "
-                                                      "side by side (half the cores each, "
-                                                      "same validation images) and compare "
-                                                      "them.")] = False,
-                format_option: Annotated[list[str] | None, typer.Option(
-                    help="Layout option KEY=VALUE for the data, repeatable.")] = None) -> None:
-        """Validation Dice against wall time for the default `fit` within a budget.
+    if images < 1 or image_size < 8:
+        raise UsageError("--images must be at least 1 and --image-size at least 8.")
+    result = run_data(images=images, image_size=image_size, size=_size(size),
+                      batch=batch, workers=workers, quiet=False, worker_lever=True)
+    _emit(result, as_json, format_data, out, "bench_data.json")
 
-        Writes bench_quality.png, bench_quality.json and the run's metrics.csv to --out;
-        with --compare, bench_compare.json and both run directories.
+@bench.command()
+@guarded
+def quality(budget: Annotated[str, typer.Option(help="Training wall-time budget, e.g. "
+                                                "5m.")] = "5m",
+            data: Annotated[str | None, typer.Option(help="Data folder (default: "
+                                                     "../shared/data/membrane).")] = None,
+            as_json: JsonOpt = False, out: OutOpt = Path("runs/bench"),
+            auto: Annotated[bool, typer.Option(help="Train with `fit --auto --budget` "
+                                               "(planning included) instead of the "
+                                               "defaults.")] = False,
+            compare: Annotated[bool, typer.Option(help="Train the defaults and --auto "
+                                                  "side by side (half the cores each, "
+                                                  "same validation images) and compare "
+                                                  "them.")] = False,
+            format_option: Annotated[list[str] | None, typer.Option(
+                help="Layout option KEY=VALUE for the data, repeatable.")] = None) -> None:
+    """Validation Dice against wall time for the default `fit` within a budget.
 
-        Example: unetkit bench quality --budget 5m --data data/membrane --json
+    Writes bench_quality.png, bench_quality.json and the run's metrics.csv to --out;
+    with --compare, bench_compare.json and both run directories.
 
-        Auto against defaults: unetkit bench quality --compare --budget 5m --data data/membrane
-        """
-        extra = [a for o in (format_option or []) for a in ("--format-option", o)]
-        if compare:
-            from unetkit.bench.compare import format_compare, run_compare
-            from unetkit.bench.quality import default_data
+    Example: unetkit bench quality --budget 5m --data data/membrane --json
 
-            found = default_data()
-            data = data or (str(found) if found else None)
-            if data is None:
-                raise UsageError("--compare needs --data PATH (../shared/data/membrane is not "
-                                 "on this machine).")
-            result = run_compare(data, budget, out / "compare", extra=extra)
-            _emit(result, as_json, format_compare, out, "bench_compare.json")
-            return
-        from unetkit.bench.quality import format_quality, run_quality
-        from unetkit.fit_flags import parse_options
+    Auto against defaults: unetkit bench quality --compare --budget 5m --data data/membrane
+    """
+    extra = [a for o in (format_option or []) for a in ("--format-option", o)]
+    if compare:
+        from unetkit.bench.compare import format_compare, run_compare
+        from unetkit.bench.quality import default_data
 
-        options = parse_options(format_option or [], "--format-option")
-        result = run_quality(budget=budget, data=data, out=out, quiet=as_json, auto=auto,
-                             format_options=options)
-        _emit(result, as_json, format_quality, out, "bench_quality.json")
+        found = default_data()
+        data = data or (str(found) if found else None)
+        if data is None:
+            raise UsageError("--compare needs --data PATH (../shared/data/membrane is not "
+                             "on this machine).")
+        result = run_compare(data, budget, out / "compare", extra=extra)
+        _emit(result, as_json, format_compare, out, "bench_compare.json")
+        return
+    from unetkit.bench.quality import format_quality, run_quality
+    from unetkit.fit_flags import parse_options
 
+    options = parse_options(format_option or [], "--format-option")
+    result = run_quality(budget=budget, data=data, out=out, quiet=as_json, auto=auto,
+                         format_options=options)
+    _emit(result, as_json, format_quality, out, "bench_quality.json")
+
+
+def make_bench_app() -> typer.Typer:
+    """The `unetkit bench` command group, for cli.py to mount."""
     return bench
