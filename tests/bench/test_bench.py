@@ -111,7 +111,7 @@ def test_run_speed_restores_the_thread_count() -> None:
 
 
 def _check_lever(name: str, lev: dict, block: dict, phase: str) -> None:
-    from unetkit.bench.speed import AGREEMENT, WIN
+    from unetkit.bench.results import AGREEMENT, WIN
 
     if lev["verdict"] == "failed":  # could not run here (e.g. an optional runtime)
         assert lev.get("error"), name

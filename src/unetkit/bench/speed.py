@@ -44,11 +44,9 @@ from unetkit.bench.measure import (
     interleave,
     load_average,
     memory_method,
-    ratio,
-    round_ratios,
     say,
-    sig,
 )
+from unetkit.bench.results import agreement, fill_extra, fill_phase, lever_entry
 from unetkit.bench.runners import (
     PlainTrainer,
     UnetkitTrainer,
@@ -56,9 +54,8 @@ from unetkit.bench.runners import (
     make_batch,
     predictor_forward,
 )
+from unetkit.bench.threads import probe_threads
 
-AGREEMENT = 0.995  # inference levers must keep this fraction of mask pixels
-WIN = 1.05  # a lever wins when it is at least this much faster than unetkit's default
 LOSS_TOLERANCE = 0.02  # absolute, or twice the standard error of the baseline's final loss
 
 
@@ -180,17 +177,9 @@ def train_check(model: nn.Module, device: torch.device, opts: SpeedOptions
     return result, trained["fp32_eager_nchw"].eval()
 
 
-def agreement(probs: torch.Tensor, base: torch.Tensor) -> dict[str, Any]:
-    a, b = probs > 0.5, base > 0.5
-    agree = float((a == b).float().mean())
-    return {"mask_agreement": round(agree, 5),
-            "max_abs_prob_diff": round(float((probs - base).abs().max()), 5),
-            "passed": agree >= AGREEMENT}
-
-
 def run_family(fam: Family, device: torch.device, opts: SpeedOptions
                ) -> tuple[dict[str, Any], dict[str, Any]]:
-    from unetkit.bench.reference import ReferenceRunner
+    """One family: models built, then training and inference timed (and levers checked)."""
     from unetkit.device import resolve_precision
     from unetkit.models.registry import build_model
 
@@ -213,54 +202,66 @@ def run_family(fam: Family, device: torch.device, opts: SpeedOptions
         block[f"{key}_params"] = _count(model)
     x, y = make_batch(opts.batch, opts.size, 0)
     x, y = x.to(device), y.to(device)
-    lever_out: dict[str, Any] = {"train": {}, "infer": {}}
-
-    # --- accuracy check (also gives trained weights for the inference checks)
+    # the accuracy check also gives trained weights for the inference checks
     if opts.levers:
         check, trained = train_check(uk, device, opts)
         block["train_check"] = check
     else:
         trained = copy.deepcopy(uk).eval()
+    levers = {"train": _time_training(fam, uk, ref, extras, x, y, block, device, opts),
+              "infer": _time_inference(fam, trained, ref, extras, x, block, device, opts)}
+    return block, levers
 
-    # --- training
+
+def _time_training(fam: Family, uk: nn.Module, ref: nn.Module, extras: dict[str, nn.Module],
+                   x: torch.Tensor, y: torch.Tensor, block: dict[str, Any],
+                   device: torch.device, opts: SpeedOptions) -> dict[str, Any]:
+    """Training steps of the reference, unetkit, the extras and the layout levers."""
+    from unetkit.bench.reference import ReferenceRunner
+
     say(f"{fam.key}: training, batch {opts.batch} at {opts.size[0]}x{opts.size[1]}",
         opts.quiet)
     ref_runner = ReferenceRunner(ref, device)
-    uk_trainer = UnetkitTrainer(uk, device, precision=opts.precision)
-    train_vs = [Variant("reference", lambda: ref_runner.train_step(x, y), opts.batch),
-                Variant("unetkit", lambda: uk_trainer.train_step(x, y), opts.batch)]
-    for key, model in extras.items():
-        t = UnetkitTrainer(model, device, precision=opts.precision)
-        train_vs.append(Variant(key, lambda t=t: t.train_step(x, y), opts.batch))
+    trainers = {"unetkit": UnetkitTrainer(uk, device, precision=opts.precision)}
+    trainers |= {key: UnetkitTrainer(m, device, precision=opts.precision)
+                 for key, m in extras.items()}
     if opts.levers:
-        nchw = UnetkitTrainer(copy.deepcopy(uk), device, channels_last=False,
-                              precision=opts.precision)
-        train_vs.append(Variant("nchw", lambda: nchw.train_step(x, y), opts.batch))
-        clw = UnetkitTrainer(copy.deepcopy(uk).to(memory_format=torch.channels_last), device,
-                             precision=opts.precision)
-        train_vs.append(Variant("channels_last_model", lambda: clw.train_step(x, y),
-                                opts.batch))
+        trainers["nchw"] = UnetkitTrainer(copy.deepcopy(uk), device, channels_last=False,
+                                          precision=opts.precision)
+        trainers["channels_last_model"] = UnetkitTrainer(
+            copy.deepcopy(uk).to(memory_format=torch.channels_last), device,
+            precision=opts.precision)
+    train_vs = [Variant("reference", lambda: ref_runner.train_step(x, y), opts.batch)]
+    train_vs += [Variant(k, lambda t=t: t.train_step(x, y), opts.batch)
+                 for k, t in trainers.items()]
     interleave(train_vs, device, opts.rounds, f"{fam.key} train", opts.quiet,
                optional={"nchw", "channels_last_model"}, target_s=opts.target_s)
     tv = {v.name: v for v in train_vs}
-    _fill(block, "train", tv["reference"], tv["unetkit"], list(extras))
+    fill_phase(block, "train", tv["reference"], tv["unetkit"], list(extras))
     for key in extras:
-        _extra(block, "train", key, tv[key], tv["reference"])
-    if opts.levers:
-        lever_out["train"]["nchw"] = _lever_entry(
+        fill_extra(block, "train", key, tv[key], tv["reference"])
+    if not opts.levers:
+        return {}
+    return {
+        "nchw": lever_entry(
             tv["nchw"], block, "train", {"passed": True, "note": "fp32 eager NCHW is the "
                                          "check's baseline computation itself"},
-            "SegmentationModule(channels_last=False): inputs stay NCHW")
-        lever_out["train"]["channels_last_model"] = _lever_entry(
+            "SegmentationModule(channels_last=False): inputs stay NCHW"),
+        "channels_last_model": lever_entry(
             tv["channels_last_model"], block, "train",
             {"passed": True, "note": "same computation as unetkit's default (checked in "
                                      "train_check); only the weights' memory layout differs"},
             "model.to(memory_format=torch.channels_last) as well as channels_last inputs: "
-            "no per-call weight layout copies")
-    del train_vs, tv
-    ref_runner = uk_trainer = None  # free their optimizer states before inference
+            "no per-call weight layout copies")}
 
-    # --- inference
+
+def _time_inference(fam: Family, trained: nn.Module, ref: nn.Module,
+                    extras: dict[str, nn.Module], x: torch.Tensor, block: dict[str, Any],
+                    device: torch.device, opts: SpeedOptions) -> dict[str, Any]:
+    """Inference of the reference, unetkit's Predictor, the extras and the inference levers,
+    each lever's masks checked against the fp32 eager ones."""
+    from unetkit.bench.reference import ReferenceRunner
+
     say(f"{fam.key}: inference, batch {opts.batch} at {opts.size[0]}x{opts.size[1]}",
         opts.quiet)
     ref_eval = ReferenceRunner(ref, device)
@@ -279,90 +280,23 @@ def run_family(fam: Family, device: torch.device, opts: SpeedOptions
     interleave(infer_vs, device, opts.rounds, f"{fam.key} infer", opts.quiet,
                optional=set(info), target_s=opts.target_s)
     iv = {v.name: v for v in infer_vs}
-    _fill(block, "infer", iv["reference"], iv["unetkit"], list(extras))
+    fill_phase(block, "infer", iv["reference"], iv["unetkit"], list(extras))
     for key in extras:
-        _extra(block, "infer", key, iv[key], iv["reference"])
-    if opts.levers:
-        base = eager_probs(trained, x)
-        block["infer_check"] = {**agreement(uk_fwd(x), base),
-                                "foreground_fraction": round(float((base > 0.5).float()
-                                                                   .mean()), 4)}
-        for name, entry in info.items():
-            v = iv.get(name)
-            if v is None or "error" in entry:
-                lever_out["infer"][name] = {"verdict": "failed", **entry}
-                continue
-            check = agreement(v.step(), base) if v.error is None else None
-            lever_out["infer"][name] = _lever_entry(v, block, "infer", check,
-                                                    entry.get("note", ""),
-                                                    setup_s=entry.get("setup_s"))
-    return block, lever_out
-
-
-def _fill(block: dict[str, Any], phase: str, ref: Variant, uk: Variant, extras: list[str]
-          ) -> None:
-    r, u = sig(ref.ips), sig(uk.ips)
-    block[f"reference_{phase}_ips"] = r
-    block[f"unetkit_{phase}_ips"] = u
-    block[f"{phase}_ratio"] = ratio(u, r)
-    block[f"{phase}_round_ratios"] = round_ratios(ref, uk)
-    for who, v in (("reference", ref), ("unetkit", uk)):
-        block[f"{who}_{phase}_peak_rss_mb"] = round(v.peak_mb, 1)
-        block[f"{who}_{phase}_peak_extra_mb"] = round(v.extra_mb, 1)
-
-
-def _extra(block: dict[str, Any], phase: str, key: str, v: Variant, ref: Variant) -> None:
-    block[f"{key}_{phase}_ips"] = sig(v.ips)
-    block[f"{key}_{phase}_ratio_vs_reference"] = ratio(sig(v.ips), sig(ref.ips))
-    block[f"{key}_{phase}_peak_extra_mb"] = round(v.extra_mb, 1)
-
-
-def _lever_entry(v: Variant, block: dict[str, Any], phase: str, check: dict | None,
-                 note: str, setup_s: float | None = None) -> dict[str, Any]:
-    if v.error is not None:
-        return {"verdict": "failed", "error": v.error, "note": note}
-    ips = sig(v.ips)
-    vs_uk = ratio(ips, block[f"unetkit_{phase}_ips"])
-    entry: dict[str, Any] = {
-        "ips": ips, "ratio_vs_reference": ratio(ips, block[f"reference_{phase}_ips"]),
-        "ratio_vs_unetkit": vs_uk, "peak_extra_mb": round(v.extra_mb, 1),
-        "warmup_s": round(v.warmup_s, 2)}
-    if setup_s is not None:
-        entry["setup_s"] = setup_s
-    if check is not None:
-        entry["check"] = check
-    entry["note"] = note
-    accurate = check is None or check.get("passed", False)
-    entry["verdict"] = ("inaccurate" if not accurate else
-                        "won" if vs_uk is not None and vs_uk >= WIN else "lost")
-    return entry
-
-
-# ----------------------------------------------------------------------------- threads
-
-def probe_threads(device: torch.device, opts: SpeedOptions) -> dict[str, Any]:
-    """Time unetkit's classic inference and mobilenet training step at 1 and 2 threads."""
-    from unetkit.models.registry import build_model
-
-    x, y = make_batch(opts.batch, opts.size, 0)
-    torch.manual_seed(0)
-    unet = build_model("unet", norm="batch", filters=opts.unet_filters)
-    fwd = predictor_forward(unet, device)
-    mob = UnetkitTrainer(build_model("timm-unet", encoder="mobilenetv2_100",
-                                     encoder_weights=None), device)
+        fill_extra(block, "infer", key, iv[key], iv["reference"])
+    if not opts.levers:
+        return {}
+    base = eager_probs(trained, x)
+    block["infer_check"] = {**agreement(uk_fwd(x), base),
+                            "foreground_fraction": round(float((base > 0.5).float().mean()), 4)}
     out: dict[str, Any] = {}
-    for label, step in (("classic_infer", lambda: fwd(x)),
-                        ("mobilenet_train", lambda: mob.train_step(x, y))):
-        vs = [Variant(f"{n}_thread{'s' if n > 1 else ''}", step, opts.batch,
-                      setup=lambda n=n: torch.set_num_threads(n)) for n in (1, 2)]
-        interleave(vs, device, 2, f"threads {label}", opts.quiet,
-                   target_s=opts.target_s)
-        out[label] = {v.name + "_ips": sig(v.ips) for v in vs}
-        out[label]["ratio_2_vs_1"] = ratio(sig(vs[1].ips), sig(vs[0].ips))
-    gain = math.sqrt(out["classic_infer"]["ratio_2_vs_1"] *
-                     out["mobilenet_train"]["ratio_2_vs_1"])
-    out["geomean_ratio_2_vs_1"] = round(gain, 3)
-    out["chosen"] = 2 if gain > 1.0 else 1
+    for name, entry in info.items():
+        v = iv.get(name)
+        if v is None or "error" in entry:
+            out[name] = {"verdict": "failed", **entry}
+            continue
+        check = agreement(v.step(), base) if v.error is None else None
+        out[name] = lever_entry(v, block, "infer", check, entry.get("note", ""),
+                                 setup_s=entry.get("setup_s"))
     return out
 
 
