@@ -53,3 +53,32 @@ def test_long_tiled_predictions_report_progress(monkeypatch: pytest.MonkeyPatch,
     assert total >= PROGRESS_MIN_BATCHES and f"{total}/{total} batch" in lines[-1]
     sliding_window(lambda b: b, torch.rand(1, 16, 16), (8, 8), batch_size=4)  # few: quiet
     assert "Tiles" not in capsys.readouterr().err
+
+
+def test_training_log_lines_for_epochs_and_long_epochs(capsys: pytest.CaptureFixture) -> None:
+    """Per epoch one line; inside an epoch longer than long_epoch_s, one about every 10 %."""
+    from types import SimpleNamespace
+
+    from unetkit.train.progress_log import PlainProgress
+
+    bar = PlainProgress(long_epoch_s=0.0)  # every epoch counts as long here
+    trainer = SimpleNamespace(is_global_zero=True, current_epoch=0, max_epochs=3,
+                              num_training_batches=40, callbacks=[],
+                              callback_metrics={"train/loss_step": 0.5,
+                                                "train/loss_epoch": 0.25, "val/dice": 0.75})
+    bar._trainer = trainer
+    bar.on_train_start(trainer, None)
+    bar.on_train_epoch_start(trainer, None)
+    for i in range(40):
+        bar.on_train_batch_end(trainer, None, None, None, i)
+    bar.on_train_epoch_end(trainer, None)
+    lines = capsys.readouterr().err.splitlines()
+    inside = [ln for ln in lines if "steps (" in ln]
+    assert [ln.split(" steps")[0] for ln in inside] == [f"epoch 1: {k}/40" for k in
+                                                        range(4, 40, 4)]
+    assert all("loss 0.5000" in ln and "epoch ETA" in ln for ln in inside)
+    assert lines[-1].startswith("epoch 1/3, 40 steps in ") and "loss 0.2500" in lines[-1]
+    assert "val Dice 0.7500" in lines[-1] and "ETA" in lines[-1]
+    trainer.is_global_zero = False  # other DDP ranks stay silent
+    bar.on_train_epoch_end(trainer, None)
+    assert capsys.readouterr().err == ""
