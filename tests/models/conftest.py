@@ -7,6 +7,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import huggingface_hub
+import huggingface_hub.constants  # a submodule: not an attribute until imported
 import pytest
 
 

@@ -1,4 +1,4 @@
-"""timm-unet: the same decoder as segmentation_models_pytorch's Unet, weights never downloaded."""
+"""timm-unet: the same decoder as segmentation_models_pytorch's Unet; weights from the caches."""
 
 from __future__ import annotations
 

@@ -20,6 +20,7 @@ from torch import nn
 from unetkit.errors import UnetkitError, UsageError
 from unetkit.io_utils import atomic_path, atomic_write_text
 from unetkit.models.registry import build_model
+from unetkit.models.remote import resolve_model_path
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
@@ -103,8 +104,9 @@ def read_config(directory: Path) -> tuple[dict[str, Any], Path]:
 
 
 def find_artifact(path: str | Path) -> Path:
-    """A run directory or an artifact directory -> the artifact directory."""
-    path = Path(path)
+    """A run directory, an artifact directory or an hf://OWNER/NAME[@REV] hub reference
+    (downloaded into the Hugging Face cache) -> the artifact directory."""
+    path = resolve_model_path(path)
     if not path.exists():
         raise UnetkitError(f"Model path {path} does not exist.")
     for candidate in (path, path / "model"):
@@ -114,7 +116,8 @@ def find_artifact(path: str | Path) -> Path:
 
 
 def load_model(path: str | Path, map_location: str | torch.device = "cpu") -> nn.Module:
-    """Rebuild a model from a run directory or artifact directory, in eval mode."""
+    """Rebuild a model from a run directory, artifact directory or hf:// reference, in eval
+    mode."""
     directory = find_artifact(path)
     weights = directory / WEIGHTS_NAME
     config, source = read_config(directory)

@@ -1,7 +1,8 @@
 """What the pretrained-encoder U-Nets share: the weights option, reading weight files, freezing.
 
-Nothing here downloads: pretrained weights are only ever read from files already on disk, and
-a missing file is reported with the exact place to put it.
+ImageNet weights come from the standard caches, downloaded into them when the network is
+there (models/weights_cache.py); offline, a missing file is reported with the exact place to
+put it.
 """
 
 from __future__ import annotations

@@ -28,6 +28,7 @@ from unetkit.models.encoders import (
 )
 from unetkit.models.geometry import Geometry, same_padding
 from unetkit.models.layers import pad_to_multiple
+from unetkit.models.weights_cache import cached_or_download, hub_checkpoint
 
 ENCODER_STRIDE = 32  # the 320-channel stage; inputs are padded to a multiple of it
 ENCODER_LAYERS = 18  # features[0:18]; features[18] is the 1x1 conv to 1280 channels
@@ -37,9 +38,14 @@ DECODER_CHANNELS = (256, 128, 64, 32, 16)
 IMAGENET_WEIGHTS = MobileNet_V2_Weights.IMAGENET1K_V1
 
 
+def imagenet_weights_url() -> str:
+    """torchvision's own download address for the ImageNet mobilenet_v2 weights."""
+    return IMAGENET_WEIGHTS.url
+
+
 def imagenet_weights_path() -> Path:
-    """Where torchvision would cache the ImageNet weights; unetkit only ever reads it."""
-    return Path(torch.hub.get_dir()) / "checkpoints" / IMAGENET_WEIGHTS.url.rsplit("/", 1)[-1]
+    """Where torchvision caches the ImageNet weights (shared with it)."""
+    return hub_checkpoint(imagenet_weights_url())
 
 
 def load_encoder_weights(encoder: nn.Sequential, path: Path, in_channels: int) -> None:
@@ -82,12 +88,8 @@ class MobileNetV2UNet(PretrainedEncoderUNet):
         if in_channels != 3:
             self.encoder[0][0] = nn.Conv2d(in_channels, 32, 3, stride=2, padding=1, bias=False)
         if weights == "imagenet":
-            path = imagenet_weights_path()
-            if not path.is_file():
-                raise UnetkitError(
-                    f"ImageNet weights for the mobilenet_v2 encoder are not on this machine and "
-                    f"unetkit never downloads them: put {path.name} (from {IMAGENET_WEIGHTS.url}) "
-                    f"at {path}, or pass --encoder-weights none to start from random weights.")
+            path = cached_or_download(imagenet_weights_url(),
+                                      "ImageNet weights for the mobilenet_v2 encoder")
             load_encoder_weights(self.encoder, path, in_channels)
         elif weights is not None:
             load_encoder_weights(self.encoder, Path(weights), in_channels)

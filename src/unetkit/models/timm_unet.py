@@ -12,9 +12,9 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
-from pathlib import Path
 
 import huggingface_hub
+import huggingface_hub.constants  # a submodule: not an attribute until imported
 import timm
 import torch
 import torch.nn.functional as F
@@ -32,6 +32,7 @@ from unetkit.models.encoders import (
 )
 from unetkit.models.geometry import Geometry, same_padding
 from unetkit.models.layers import pad_to_multiple
+from unetkit.models.weights_cache import cached_or_download, hub_checkpoint, offline
 
 DECODER_CHANNELS = (256, 128, 64, 32, 16)
 SKIP_REDUCTIONS = (16, 8, 4, 2, 1)  # target stride of each decoder block
@@ -62,7 +63,8 @@ def feature_plan(encoder: str) -> tuple[list[int], list[int], list[int]]:
 
 
 def imagenet_weights_file(encoder: str) -> str:
-    """A cached copy of timm's default pretrained weights, from the HF or torch hub cache."""
+    """timm's default pretrained weights: from the HF or torch hub cache, else downloaded
+    into it (Hugging Face first, as timm does), else one sentence on what to put where."""
     cfg = timm.models.get_pretrained_cfg(encoder)
     if cfg is None or not (cfg.hf_hub_id or cfg.url):
         raise UnetkitError(f"timm has no pretrained weights for encoder {encoder!r}; pass "
@@ -75,18 +77,33 @@ def imagenet_weights_file(encoder: str) -> str:
                 revision=revision or None)
             if isinstance(found, str):
                 return found
+    what = f"ImageNet weights for timm encoder {encoder!r}"
+    if cfg.url and hub_checkpoint(cfg.url).is_file():
+        return str(hub_checkpoint(cfg.url))
+    reason = "downloads are off (HF_HUB_OFFLINE/UNETKIT_OFFLINE)"
+    if cfg.hf_hub_id and not offline():
+        repo, _, revision = cfg.hf_hub_id.partition("@")
+        try:
+            return huggingface_hub.hf_hub_download(
+                repo, cfg.hf_hub_filename or HF_FILES[0], revision=revision or None)
+        except Exception as exc:  # noqa: BLE001 — any failure ends in the sentence below
+            reason = f"the download failed: {str(exc).splitlines()[0][:120]}"
     if cfg.url:
-        path = Path(torch.hub.get_dir()) / "checkpoints" / cfg.url.rsplit("/", 1)[-1]
-        if path.is_file():
-            return str(path)
-        where = f"put {path.name} (from {cfg.url}) at {path}"
-    else:
-        where = (f"put {HF_FILES[0]} from https://huggingface.co/{cfg.hf_hub_id} in the Hugging "
-                 f"Face cache ({huggingface_hub.constants.HF_HUB_CACHE}, e.g. `hf download "
-                 f"{cfg.hf_hub_id}` on a connected machine)")
-    raise UnetkitError(f"ImageNet weights for timm encoder {encoder!r} are not on this machine "
-                       f"and unetkit never downloads them: {where}, or pass --encoder-weights "
+        return str(cached_or_download(cfg.url, what))
+    raise UnetkitError(f"{what} are not on this machine and {reason}: put {HF_FILES[0]} from "
+                       f"https://huggingface.co/{cfg.hf_hub_id} in the Hugging Face cache "
+                       f"({huggingface_hub.constants.HF_HUB_CACHE}, e.g. `hf download "
+                       f"{cfg.hf_hub_id}` on a connected machine), or pass --encoder-weights "
                        "none to start from random weights.")
+
+
+def _is_classifier(encoder: str, key: str) -> bool:
+    """A key of the classification head, which a features_only encoder does not use (timm
+    drops it before loading and may then report it missing)."""
+    cfg = timm.models.get_pretrained_cfg(encoder)
+    heads = cfg.classifier if cfg is not None and cfg.classifier else ()
+    heads = (heads,) if isinstance(heads, str) else tuple(heads)
+    return any(key == h or key.startswith(f"{h}.") for h in heads)
 
 
 @contextmanager
@@ -163,6 +180,7 @@ class TimmUNet(PretrainedEncoderUNet):
         except LOAD_ERRORS as exc:
             raise UnetkitError(f"{kwargs['pretrained_cfg_overlay']['file']} could not be loaded "
                                f"as {encoder} weights ({short_reason(exc)}).") from exc
+        missing = [k for k in missing if not _is_classifier(encoder, k)]
         if missing:
             raise UnetkitError(f"{kwargs['pretrained_cfg_overlay']['file']} could not be loaded "
                                f"as {encoder} weights (it lacks {len(missing)} of the encoder's "
