@@ -10,7 +10,7 @@ $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	# torch/torchvision are pinned in pyproject.toml; pip takes them from this machine's disk
-	$(BIN)/pip install --quiet -e '.[dev,bench]'
+	$(BIN)/pip install --quiet -e '.[dev,bench,bioimageio]'
 	touch $(STAMP)
 
 demo: $(STAMP)

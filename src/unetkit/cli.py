@@ -100,7 +100,8 @@ def lr_find(ctx: typer.Context, **options) -> None:
 @app.command()
 @guarded
 def evaluate(
-    model: Annotated[Path, typer.Argument(help="Run directory or model artifact directory.")],
+    model: Annotated[Path, typer.Argument(help="Run directory, model artifact directory or "
+                                      "hf://OWNER/NAME[@REV].")],
     data: Annotated[str, typer.Option(help="Folder of images and masks.")],
     split: Annotated[str, typer.Option(help="auto (test, else val, of the run's data), train, "
                                        "val, test or all.")] = "auto",
@@ -141,7 +142,10 @@ def evaluate(
     result = run_eval(net, data, split, format, run_dir, tta=tta, tile=tile, quiet=as_json,
                       hd95=hd95, postprocess=clean, instances=instances,
                       split_touching=split_touching, precision=precision)
-    target = out or ((run_dir or model) / "eval")
+    from unetkit.models.remote import hub_reference
+
+    # an hf:// model lives in the read-only hub cache: its default output goes here instead
+    target = out or ((run_dir or (Path(".") if hub_reference(model) else model)) / "eval")
     write_per_image(result.per_image, target / "per_image.csv")
     text = json.dumps(result.metrics, indent=1)
     atomic_write_text(target / "metrics.json", text)
@@ -160,7 +164,8 @@ def evaluate(
 @app.command()
 @guarded
 def predict(
-    model: Annotated[Path, typer.Argument(help="Run directory or model artifact directory.")],
+    model: Annotated[Path, typer.Argument(help="Run directory, model artifact directory or "
+                                      "hf://OWNER/NAME[@REV].")],
     inputs: Annotated[list[str], typer.Argument(help="Image files, folders or glob patterns.")],
     out: Annotated[Path, typer.Option(help="Output folder.")],
     tile: Annotated[int | None, typer.Option(help="Tile size for sliding-window inference.")
@@ -235,7 +240,8 @@ def predict(
 @app.command()
 @guarded
 def export(
-    model: Annotated[Path, typer.Argument(help="Run directory or model artifact directory.")],
+    model: Annotated[Path, typer.Argument(help="Run directory, model artifact directory or "
+                                      "hf://OWNER/NAME[@REV].")],
     onnx: Annotated[Path | None, typer.Option(help="ONNX file to write (default "
                                               "MODEL/model/model.onnx, which `predict "
                                               "--engine onnx` reuses).")] = None,
@@ -245,10 +251,21 @@ def export(
     precision: Annotated[str, typer.Option(help="With --check-image: also compare the masks "
                                            "of PyTorch at this precision (auto = 32, "
                                            "bf16-mixed) with the float32 export.")] = "auto",
+    bioimageio: Annotated[Path | None, typer.Option(help="Write a BioImage Model Zoo package "
+                                                    "(zip with rdf.yaml) instead.")] = None,
+    author: Annotated[list[str] | None, typer.Option(help="With --bioimageio: an author "
+                                                     "(repeatable).")] = None,
+    license: Annotated[str | None, typer.Option(help="With --bioimageio: SPDX licence id "
+                                                "(default MIT).")] = None,
+    bioimageio_meta: Annotated[Path | None, typer.Option(help="With --bioimageio: YAML with "
+                                                         "authors, license, cite, name, "
+                                                         "description, tags.")] = None,
 ) -> None:
     """Export a model to ONNX (dynamic batch, height and width), verified against PyTorch.
 
     Example: unetkit export runs/membrane --onnx membrane.onnx --check-image img/00.png
+
+    BioImage Model Zoo: unetkit export runs/membrane --bioimageio membrane.zip --author "A. N."
     """
     from unetkit.data.readers import read_image
     from unetkit.infer.onnx import ONNX_NAME, TOLERANCE, write_onnx
@@ -256,8 +273,18 @@ def export(
 
     if opset < 17:
         raise UsageError(f"--opset {opset} is too old; use 17 or newer.")
+    if bioimageio is not None:
+        from unetkit.share.bioimageio import export_command
+
+        export_command(model, bioimageio, author, license, bioimageio_meta, check_image, opset)
+        if onnx is None:
+            return
+    from unetkit.models.remote import hub_reference
+
     net = load_model(model)
-    target = onnx or find_artifact(model) / ONNX_NAME
+    ref = hub_reference(model)  # not into the hub cache: NAME.onnx here
+    target = onnx or (Path(ref[0].split("/")[1] + ".onnx") if ref
+                      else find_artifact(model) / ONNX_NAME)
     image = read_image(check_image) if check_image is not None else None
     result = write_onnx(net, target, opset=opset, check_image=image,
                         image_name=str(check_image), precision=precision)
@@ -271,6 +298,26 @@ def export(
         print(f"mask agreement, PyTorch at precision {result.precision} vs the export, on "
               f"{check_image}: {100 * result.image_mask_agreement:.3f}% of pixels.",
               file=sys.stderr)
+
+
+@app.command()
+@guarded
+def push(
+    model: Annotated[Path, typer.Argument(help="Run directory or model artifact directory.")],
+    repo: Annotated[str, typer.Argument(help="Hugging Face model repo, OWNER/NAME.")],
+    private: Annotated[bool, typer.Option(help="Create the repo as private.")] = False,
+    onnx: Annotated[bool, typer.Option(help="Also export and upload model.onnx.")] = False,
+) -> None:
+    """Upload the model (config.json, model.safetensors, model card) to a Hugging Face repo.
+
+    Needs a token (`hf auth login` or HF_TOKEN). Load it anywhere with
+    unetkit.load_model("hf://OWNER/NAME") or `unetkit predict hf://OWNER/NAME ...`.
+
+    Example: unetkit push runs/membrane alice/membrane-unet --onnx
+    """
+    from unetkit.share.hub import push_model
+
+    push_model(model, repo, private=private, onnx=onnx)
 
 
 @app.command()
@@ -298,6 +345,25 @@ def plan(
     result.save(out)
     print(result.summary())
     print(f"\nWrote {out}; train with it: unetkit fit --plan {out}", file=sys.stderr)
+
+
+@app.command()
+@guarded
+def convert(
+    data: Annotated[Path, typer.Argument(help="Data set folder in any layout unetkit reads.")],
+    out: Annotated[Path, typer.Argument(help="New folder to write the converted data set to.")],
+    to: Annotated[str, typer.Option(help="Layout to write: nnunet (an nnU-Net raw data set).")
+                  ] = "nnunet",
+    format: Annotated[str, typer.Option(help="Layout: auto or a name from `unetkit formats`.")
+                      ] = "auto",
+) -> None:
+    """Write a data set in another tool's layout (class-index masks, as unetkit trains on).
+
+    Example: unetkit convert data/nuclei --to nnunet nnUNet_raw/Dataset001_Nuclei
+    """
+    from unetkit.share.convert import convert as convert_data
+
+    print(convert_data(data, to, out, format=format).summary())
 
 
 from unetkit.bench.cli import make_bench_app  # noqa: E402  (the bench command group)

@@ -23,6 +23,7 @@ from unetkit.io_utils import atomic_write_text, remove_stale_temps, run_lock
 from unetkit.models.artifact import load_model, save_model
 from unetkit.models.ensemble import ensemble_of
 from unetkit.progress import first_process, say
+from unetkit.report.model_card import write_model_card
 from unetkit.report.run_report import write_report
 from unetkit.train.fit import FitResult, fit
 
@@ -46,6 +47,8 @@ def fit_and_report(config: FitConfig, quiet: bool = False, resume: bool = False,
     result = fit(config, quiet=quiet, resume=resume, splits=splits)
     if result.main and result.data is not None and result.splits is not None:
         result.metrics = write_report(result.run_dir, result.data, result.splits, quiet=quiet)
+        if (result.run_dir / "model").is_dir():
+            write_model_card(result.run_dir)  # model/README.md, from the report just written
     return result
 
 
@@ -105,6 +108,7 @@ def _fit_folds_locked(config: FitConfig, out: Path, quiet: bool, resume: bool) -
                {**members[0].unetkit_meta, "folds": len(folds)})
     summary = fold_summary([r.metrics for r in results])
     atomic_write_text(out / "report" / "summary.json", json.dumps(summary, indent=1))
+    write_model_card(out)  # the ensemble's card, with the folds' mean metrics
     say(f"Cross-validation over {len(folds)} folds: mean Dice "
          f"{summary.get('mean_dice', float('nan')):.4f} ± "
          f"{summary.get('mean_dice_std', float('nan')):.4f}; ensemble in {out / 'model'}", quiet)

@@ -59,7 +59,7 @@ def test_registry_order_and_descriptions():
     names = list(FORMATS)
     assert names[-1] == "folder"
     assert set(names) == {"carvana", "oxford-pet", "lgg-mri", "isbi", "camvid", "single",
-                          "folder"}
+                          "dsb", "nnunet", "folder"}
     for module in FORMATS.values():
         assert module.DESCRIPTION and callable(module.detect) and callable(module.load)
 

@@ -69,6 +69,10 @@ def cache_key(samples: list[Sample], spec: MaskSpec, settings: dict) -> str:
         _file_digest(s.mask, h, memo)
         if s.mask_rle:
             h.update(s.mask_rle.encode())
+        for part in (s.mask_parts or ()) + (s.channels or ()):
+            _file_digest(part, h, memo)
+        if s.drop_alpha:
+            h.update(b"|rgb")
     return h.hexdigest()[:20]
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -23,13 +25,54 @@ def mask_label(sample: Sample) -> str:
     return str(sample.mask)
 
 
+def stack_channels(paths: tuple[Path, ...]) -> np.ndarray:
+    """One HxWxC uint8 image from one file per channel (nnU-Net's CASE_0000, _0001...)."""
+    arrays = [read_image(p) for p in paths]
+    for path, arr in zip(paths[1:], arrays[1:], strict=True):
+        if arr.shape[:2] != arrays[0].shape[:2]:
+            raise UnetkitError(f"{path} is {arr.shape[1]}x{arr.shape[0]} but {paths[0]} is "
+                               f"{arrays[0].shape[1]}x{arrays[0].shape[0]} (channel files "
+                               f"of one image must have the same size).")
+    return np.ascontiguousarray(np.concatenate(arrays, axis=-1))
+
+
+def compose_instances(parts: tuple[Path, ...]) -> np.ndarray:
+    """A uint16 label image from one binary mask file per object (label k = k-th file).
+
+    Where objects overlap the later file wins, so every pixel keeps one label; the result is
+    always 16-bit so that evaluate/predict --instances read it as instance labels.
+    """
+    labels: np.ndarray | None = None
+    for k, path in enumerate(parts, start=1):
+        raw = read_raw_mask(path)
+        if raw.ndim == 3:
+            raw = raw[..., 0]
+        if labels is None:
+            labels = np.zeros(raw.shape, dtype=np.uint16)
+        elif raw.shape != labels.shape:
+            raise UnetkitError(f"{path} is {raw.shape[1]}x{raw.shape[0]} but {parts[0]} is "
+                               f"{labels.shape[1]}x{labels.shape[0]} (mask size mismatch).")
+        labels[raw > (127 if raw.max() > 1 else 0)] = k
+    if labels is None:
+        raise UnetkitError("A sample has an empty list of object masks.")
+    return labels
+
+
 def read_sample_image(sample: Sample) -> np.ndarray:
     """The sample's image as HxWxC uint8 (its region only, for crops of one large image)."""
-    return sample.crop(read_image(sample.image, sample.image_page))
+    if sample.channels is not None:
+        image = stack_channels(sample.channels)
+    else:
+        image = read_image(sample.image, sample.image_page)
+    if sample.drop_alpha and image.shape[-1] == 4:
+        image = np.ascontiguousarray(image[..., :3])
+    return sample.crop(image)
 
 
 def read_sample_raw_mask(sample: Sample) -> np.ndarray:
-    """The sample's mask file, values unchanged (its region only)."""
+    """The sample's mask file (or object files, composed), values unchanged (its region only)."""
+    if sample.mask_parts is not None:
+        return sample.crop(compose_instances(sample.mask_parts))
     if sample.mask is None:
         raise UnetkitError(f"{sample.image} has no mask file.")
     return sample.crop(read_raw_mask(sample.mask, sample.mask_page))

@@ -35,8 +35,8 @@ def hub_reference(path: str | Path) -> tuple[str, str | None] | None:
 def check_repo_id(repo_id: str, given: str | None = None) -> str:
     """Refuse a malformed OWNER/NAME early, with the form it should take."""
     if not _REPO_ID.match(repo_id):
-        raise UsageError(f"{given or repo_id!r} is not a hub repo; write OWNER/NAME "
-                         "(e.g. hf://alice/membrane-unet or hf://alice/membrane-unet@v1).")
+        raise UsageError(f"{given or repo_id!r} is not a hub repo; write OWNER/NAME, e.g. "
+                         "alice/membrane-unet (as a model: hf://alice/membrane-unet[@REV]).")
     return repo_id
 
 

@@ -5,7 +5,17 @@ from __future__ import annotations
 from pathlib import Path
 from types import ModuleType
 
-from unetkit.data.formats import camvid, carvana, folder, isbi, lgg_mri, oxford_pet, single
+from unetkit.data.formats import (
+    camvid,
+    carvana,
+    dsb,
+    folder,
+    isbi,
+    lgg_mri,
+    nnunet,
+    oxford_pet,
+    single,
+)
 from unetkit.data.formats.base import DatasetSpec, MaskSpec, Sample
 from unetkit.errors import UnetkitError, UsageError
 
@@ -14,8 +24,10 @@ __all__ = ["DatasetSpec", "MaskSpec", "Sample", "FORMATS", "open_dataset"]
 # Order matters for auto-detection: the most specific layouts first, `folder` last.
 # isbi's PNG variant uses generic folder names (image(s)/ + label(s)/), so it comes after the
 # layouts with distinctive names, and only claims binary labels with greyscale images.
+# nnunet needs dataset.json + imagesTr/; dsb needs sub-folders whose images/ holds a file
+# named after the sub-folder, which folder's train/ val/ test/ splits never have.
 FORMATS: dict[str, ModuleType] = {
-    m.NAME: m for m in (carvana, oxford_pet, camvid, lgg_mri, isbi, single, folder)
+    m.NAME: m for m in (nnunet, carvana, oxford_pet, camvid, lgg_mri, isbi, dsb, single, folder)
 }
 
 

@@ -23,6 +23,11 @@ class Sample:
     group: str | None = None  # samples sharing a group never straddle splits (patients)
     split: str | None = None  # official split: train | val | test
     region: tuple[int, int, int, int] | None = None  # (top, left, bottom, right) crop of both
+    # masks composed from one binary file per object (Data Science Bowl): see loading.py
+    mask_parts: tuple[Path, ...] | None = None
+    # one greyscale file per image channel, stacked in order (nnU-Net's CASE_0000, _0001...)
+    channels: tuple[Path, ...] | None = None
+    drop_alpha: bool = False  # read an RGBA image as RGB (DSB PNGs carry an opaque alpha)
 
     def crop(self, array: np.ndarray) -> np.ndarray:
         """The sample's region of a decoded image or mask (all of it without a region)."""
