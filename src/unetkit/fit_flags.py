@@ -90,10 +90,17 @@ def fit_options(
     config: Annotated[Path | None, typer.Option(help="YAML config (e.g. a run's config.yaml)."
                                                 )] = None,
     out: Annotated[Path, typer.Option(help="Run directory to write.")] = Path("runs/latest"),
+    offline: Annotated[bool, typer.Option(help="Download nothing (pretrained weights): as "
+                                          "UNETKIT_OFFLINE=1.")] = False,
     ctx: typer.Context = None,
 ):
     """Collect the fit flags into a FitConfig (flags given explicitly override --config)."""
+    import os
+
     from unetkit.config import FitConfig, parse_size
+
+    if offline:  # read where weights are resolved (models/weights_cache.py)
+        os.environ["UNETKIT_OFFLINE"] = "1"
 
     base = FitConfig.load(config) if config else FitConfig()
     given = {

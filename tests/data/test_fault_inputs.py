@@ -439,3 +439,19 @@ def test_predict_cli_on_unicode_names(tmp_path: Path) -> None:
     assert written == sorted(f"{stem}.png" for stem in NAMES)
     for stem in NAMES:
         assert np.asarray(Image.open(out / f"{stem}.png")).shape == (16, 16)
+
+
+def test_ome_tiff_channels_follow_the_metadata(tmp_path: Path) -> None:
+    """OME-TIFF: channel axis from the OME axes (CYX -> HxWxC), a pyramid read at level 0,
+    and a multi-plane stack refused with one sentence naming the file."""
+    data = np.arange(3 * 20 * 30, dtype=np.uint16).reshape(3, 20, 30)
+    tifffile.imwrite(tmp_path / "cyx.ome.tif", data, metadata={"axes": "CYX"})
+    got = read_array(tmp_path / "cyx.ome.tif")
+    assert got.shape == (20, 30, 3) and np.array_equal(got[..., 2], data[2])
+    with tifffile.TiffWriter(tmp_path / "pyr.ome.tif") as tif:
+        tif.write(data[0], subifds=1, metadata={"axes": "YX"})
+        tif.write(data[0][::2, ::2], subfiletype=1)
+    assert np.array_equal(read_array(tmp_path / "pyr.ome.tif"), data[0])
+    tifffile.imwrite(tmp_path / "zyx.ome.tif", data, metadata={"axes": "ZYX"})
+    with pytest.raises(UnetkitError, match=r"zyx\.ome\.tif is an OME-TIFF with 3 Z-planes"):
+        read_array(tmp_path / "zyx.ome.tif")

@@ -158,3 +158,22 @@ def test_resnet_weights_with_their_classifier_load(tmp_path: Path, weight_caches
     with pytest.raises(UnetkitError, match="lacks 1 of the encoder's tensors, e.g. layer4.1.conv2"):
         build_model("timm-unet", encoder="resnet18",
                     encoder_weights=str(tmp_path / "cut.safetensors"))
+
+
+def test_fit_offline_flag_downloads_nothing(weight_caches: dict, tmp_path: Path,
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    from typer.testing import CliRunner
+
+    from unetkit.cli import app
+    from unetkit.data.synthetic import write_folder
+
+    monkeypatch.delenv("HF_HUB_OFFLINE")
+    monkeypatch.setenv("UNETKIT_OFFLINE", "0")  # so that what --offline sets is undone
+    monkeypatch.setattr(mobilenet_unet, "imagenet_weights_url",
+                        lambda: "http://127.0.0.1:9/mobilenet_v2-00000000.pth")  # never asked
+    data = write_folder(tmp_path / "d", count=4, size=(32, 32), channels=3, seed=0)
+    res = CliRunner().invoke(app, ["fit", "--data", str(data), "--model", "mobilenet_v2-unet",
+                                   "--epochs", "1", "--offline", "--out", str(tmp_path / "r")])
+    assert res.exit_code == 1
+    assert "downloads are off (HF_HUB_OFFLINE/UNETKIT_OFFLINE)" in res.stderr
+    assert "mobilenet_v2-00000000.pth" in res.stderr

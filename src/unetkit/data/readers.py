@@ -23,7 +23,7 @@ from __future__ import annotations
 import re
 import warnings
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -46,11 +46,37 @@ def _read_tiff(path: Path, page: int | None) -> np.ndarray:
     with tifffile.TiffFile(path) as tif:
         if len(tif.pages) == 0:
             raise UnetkitError(f"{path} is not a readable image (a TIFF without image pages).")
+        if tif.is_ome and page is None:
+            return _read_ome(tif, path)
         if page is not None and page >= len(tif.pages):
             raise UnetkitError(f"{path} has {len(tif.pages)} pages; page {page} does not exist.")
         tiff_page = tif.pages[page or 0]
         arr = tiff_page.asarray()
         return _cmyk_to_rgb(arr, tiff_page) if _is_cmyk(tiff_page) else arr
+
+
+def _read_ome(tif: Any, path: Path) -> np.ndarray:
+    """An OME-TIFF's first series at full resolution (level 0 of a pyramid), as H x W or
+    H x W x C with the channel axis taken from the OME metadata; single T/Z planes only."""
+    series = tif.series[0]
+    level = series.levels[0] if getattr(series, "levels", None) else series
+    axes, arr = level.axes.upper(), level.asarray()
+    for ax in ("T", "Z", "Q", "I"):  # time, depth and unnamed stacks of length 1 only
+        if ax in axes:
+            if arr.shape[axes.index(ax)] != 1:
+                raise UnetkitError(f"{path} is an OME-TIFF with {arr.shape[axes.index(ax)]} "
+                                   f"{ax}-planes; unetkit reads 2-D images (one plane).")
+            arr = arr.take(0, axis=axes.index(ax))
+            axes = axes.replace(ax, "")
+    if "S" in axes and "C" not in axes:
+        axes = axes.replace("S", "C")
+    if "C" in axes:
+        arr = np.moveaxis(arr, axes.index("C"), -1)
+        axes = axes.replace("C", "") + "C"
+    if axes not in ("YX", "YXC"):
+        raise UnetkitError(f"{path} is an OME-TIFF with axes {level.axes}, which unetkit does "
+                           "not read as a 2-D image.")
+    return arr
 
 
 def _is_cmyk(page: TiffPage) -> bool:
