@@ -32,9 +32,9 @@ def test_every_run_writes_a_card_with_the_real_numbers(run_dir: Path) -> None:
     config = yaml.safe_load((run_dir / "config.yaml").read_text())
     meta = json.loads((run_dir / "model" / "config.json").read_text())
     for key in ("mean_dice", "mean_iou", "pixel_accuracy", "micro_dice"):
-        assert f"| {key} | {summary[key]} |" in card
+        assert f"| {key} | {summary[key]:.4f} |" in card  # the report's numbers, rounded
     for name, values in summary["per_class"].items():
-        assert f"| {name} | {values['dice']} | {values['iou']} |" in card
+        assert f"| {name} | {values['dice']:.4f} | {values['iou']:.4f} |" in card
     assert f"{summary['images']} images, each scored at its original size" in card
     assert f"| batch size | {config['batch_size']} |" in card
     assert f"| precision | {config['precision']} |" in card

@@ -185,6 +185,11 @@ def _definitions() -> str:
     return "\n\n".join(kept).strip() or "See the docstring of unetkit.infer.evaluate."
 
 
+def score(value: object) -> str:
+    """A metric as people read it: four decimals (summary.json keeps the full value)."""
+    return f"{value:.4f}" if isinstance(value, float) else str(value)
+
+
 def _metrics(f: _RunFacts) -> str:
     s = f.summary
     if not s:
@@ -194,10 +199,11 @@ def _metrics(f: _RunFacts) -> str:
         f"{s.get('precision', '?')})." if "folds" not in s else \
         "Each fold's model scored on its own held-out fold, at each image's original size."
     lines = ["## Validation metrics", "", lead, "", "| metric | value |", "|---|---|"]
-    lines += [f"| {k} | {s[k]} |" for k in METRIC_ORDER if k in s]
+    lines += [f"| {k} | {score(s[k])} |" for k in METRIC_ORDER if k in s]
     if s.get("per_class"):
         lines += ["", "| class | dice | iou |", "|---|---|---|"]
-        lines += [f"| {n} | {v.get('dice')} | {v.get('iou')} |" for n, v in s["per_class"].items()]
+        lines += [f"| {n} | {score(v.get('dice'))} | {score(v.get('iou'))} |"
+                  for n, v in s["per_class"].items()]
     if "mean_dice_std" in s:
         lines += ["", f"Cross-validation over {len(s.get('folds', []))} folds: the values are "
                   "means over the folds (`*_std` is their spread; see report/summary.json)."]
