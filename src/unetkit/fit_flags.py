@@ -7,91 +7,119 @@ and two commands take all of them.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from unetkit.errors import UsageError
 
+if TYPE_CHECKING:
+    from unetkit.config import FitConfig
+
 FitData = Annotated[str, typer.Option(help="Folder of images and masks.")]
+
+
+FormatOpt = Annotated[str, typer.Option(help="Layout: auto or a name from `unetkit formats`.")]
+FormatOptionOpt = Annotated[list[str] | None, typer.Option(
+    help="Layout option KEY=VALUE, repeatable, e.g. --format-option boundary=pet.")]
+ModelOpt = Annotated[str, typer.Option(help="Model name from `unetkit models`.")]
+OptionOpt = Annotated[list[str] | None, typer.Option(
+    help="Model option KEY=VALUE, repeatable, e.g. --option filters=16 --option depth=3.")]
+EncoderOpt = Annotated[str | None, typer.Option(help="timm backbone for --model timm-unet.")]
+EncoderWeightsOpt = Annotated[str | None, typer.Option(
+    help="imagenet (from the torch/HF cache, downloaded when missing), none, or a weights "
+         "file.")]
+FreezeEncoderOpt = Annotated[bool | None, typer.Option(
+    "--freeze-encoder/--no-freeze-encoder",
+    help="Keep a pretrained encoder fixed.")]
+UnfreezeAtOpt = Annotated[int | None, typer.Option(
+    help="Epoch at which a frozen encoder starts training.")]
+ClassesOpt = Annotated[int | None, typer.Option(help="Output channels; default from data.")]
+InChannelsOpt = Annotated[int | None, typer.Option(help="Input channels; default from data.")]
+SizeOpt = Annotated[str | None, typer.Option(help="Training patch size: N or HxW.")]
+ScaleOpt = Annotated[str, typer.Option(
+    help="Image scale before patching: auto, a factor such as 0.5, or stretch (resize every image "
+         "to --size).")]
+EpochsOpt = Annotated[int | None, typer.Option(
+    help="Maximum epochs [default: 50, or no limit with --max-time: the time ends training].")]
+MaxTimeOpt = Annotated[str | None, typer.Option(
+    help="Wall-clock budget, e.g. 10m; stops cleanly and keeps the best model.")]
+BatchSizeOpt = Annotated[int | None, typer.Option(help="Batch size; default from size and device.")]
+LossOpt = Annotated[str, typer.Option(
+    help="auto, bce, ce, dice, bce-dice, ce-dice, jaccard, focal, tversky, weighted-ce (U-Net "
+         "border weights).")]
+LossOptionOpt = Annotated[list[str] | None, typer.Option(
+    help="Loss option KEY=VALUE, repeatable: dice_smooth, dice_per_image, dice_weight, ce_weight, "
+         "focal_gamma, tversky_alpha, tversky_beta.")]
+ClassWeightsOpt = Annotated[str | None, typer.Option(
+    help="Comma-separated per-class loss weights, e.g. 1,3.")]
+OptimizerOpt = Annotated[str, typer.Option(help="adam, adamw, sgd (momentum 0.99), rmsprop.")]
+LrOpt = Annotated[str, typer.Option(help="Peak learning rate, or auto (range test first).")]
+SchedulerOpt = Annotated[str, typer.Option(help="onecycle, cosine (warm-up), poly, none.")]
+GradClipOpt = Annotated[float | None, typer.Option(help="Clip gradient norm to this.")]
+AccumulateOpt = Annotated[int, typer.Option(help="Accumulate gradients over N batches.")]
+ValSplitOpt = Annotated[float, typer.Option(help="Fraction held out for validation.")]
+TestSplitOpt = Annotated[float, typer.Option(help="Fraction held out for testing.")]
+FoldsOpt = Annotated[int | None, typer.Option(
+    help="Cross-validation: train K models on K splits, saved as one ensemble.")]
+AugmentOpt = Annotated[str, typer.Option(help="none, default or strong.")]
+PrecisionOpt = Annotated[str, typer.Option(help="auto, 32, bf16-mixed or 16-mixed (CUDA).")]
+DevicesOpt = Annotated[int, typer.Option(help="Devices (processes) per node; >1 runs DDP.")]
+NumNodesOpt = Annotated[int, typer.Option(help="Nodes for multi-node DDP (torchrun/SLURM).")]
+SeedOpt = Annotated[int, typer.Option(help="Random seed; runs repeat on CPU.")]
+DeterministicOpt = Annotated[bool, typer.Option(
+    help="Bit-repeatable runs on CUDA too (slower: disables cuDNN autotuning and non-deterministic"
+         " kernels).")]
+PatienceOpt = Annotated[int | None, typer.Option(help="Early-stopping patience in epochs.")]
+MonitorOpt = Annotated[str, typer.Option(help="Metric that picks the best checkpoint.")]
+SkipBadOpt = Annotated[bool, typer.Option(
+    help="Leave unreadable or mismatched pairs out instead of stopping.")]
+ConfigOpt = Annotated[Path | None, typer.Option(help="YAML config (e.g. a run's config.yaml).")]
+OutOpt = Annotated[Path, typer.Option(help="Run directory to write.")]
+OfflineOpt = Annotated[bool, typer.Option(
+    help="Download nothing (pretrained weights): as UNETKIT_OFFLINE=1.")]
 
 
 def fit_options(
     data: FitData = "",
-    format: Annotated[str, typer.Option(help="Layout: auto or a name from `unetkit formats`.")
-                      ] = "auto",
-    format_option: Annotated[list[str] | None, typer.Option(
-        help="Layout option KEY=VALUE, repeatable, e.g. --format-option boundary=pet.")] = None,
-    model: Annotated[str, typer.Option(help="Model name from `unetkit models`.")] = "unet",
-    option: Annotated[list[str] | None, typer.Option(
-        help="Model option KEY=VALUE, repeatable, e.g. --option filters=16 --option depth=3."
-    )] = None,
-    encoder: Annotated[str | None, typer.Option(help="timm backbone for --model timm-unet.")
-                       ] = None,
-    encoder_weights: Annotated[str | None, typer.Option(
-        help="imagenet (from the local torch/HF cache), none, or a weights file.")] = None,
-    freeze_encoder: Annotated[bool | None, typer.Option(
-        "--freeze-encoder/--no-freeze-encoder", help="Keep a pretrained encoder fixed.")] = None,
-    unfreeze_at: Annotated[int | None, typer.Option(help="Epoch at which a frozen encoder "
-                                                    "starts training.")] = None,
-    classes: Annotated[int | None, typer.Option(help="Output channels; default from data.")
-                       ] = None,
-    in_channels: Annotated[int | None, typer.Option(help="Input channels; default from data.")
-                           ] = None,
-    size: Annotated[str | None, typer.Option(help="Training patch size: N or HxW.")] = None,
-    scale: Annotated[str, typer.Option(help="Image scale before patching: auto, a factor "
-                                       "such as 0.5, or stretch (resize every image to "
-                                       "--size).")] = "auto",
-    epochs: Annotated[int | None, typer.Option(
-        help="Maximum epochs [default: 50, or no limit with --max-time: the time ends "
-             "training].")] = None,
-    max_time: Annotated[str | None, typer.Option(help="Wall-clock budget, e.g. 10m; stops "
-                                                 "cleanly and keeps the best model.")] = None,
-    batch_size: Annotated[int | None, typer.Option(help="Batch size; default from size and "
-                                                   "device.")] = None,
-    loss: Annotated[str, typer.Option(help="auto, bce, ce, dice, bce-dice, ce-dice, jaccard, "
-                                      "focal, tversky, weighted-ce (U-Net border weights).")
-                    ] = "auto",
-    loss_option: Annotated[list[str] | None, typer.Option(
-        help="Loss option KEY=VALUE, repeatable: dice_smooth, dice_per_image, dice_weight, "
-             "ce_weight, focal_gamma, tversky_alpha, tversky_beta.")] = None,
-    class_weights: Annotated[str | None, typer.Option(
-        help="Comma-separated per-class loss weights, e.g. 1,3.")] = None,
-    optimizer: Annotated[str, typer.Option(help="adam, adamw, sgd (momentum 0.99), rmsprop.")
-                         ] = "adamw",
-    lr: Annotated[str, typer.Option(help="Peak learning rate, or auto (range test first).")
-                  ] = "1e-3",
-    scheduler: Annotated[str, typer.Option(help="onecycle, cosine (warm-up), poly, none.")
-                         ] = "onecycle",
-    grad_clip: Annotated[float | None, typer.Option(help="Clip gradient norm to this.")
-                         ] = None,
-    accumulate: Annotated[int, typer.Option(help="Accumulate gradients over N batches.")] = 1,
-    val_split: Annotated[float, typer.Option(help="Fraction held out for validation.")] = 0.2,
-    test_split: Annotated[float, typer.Option(help="Fraction held out for testing.")] = 0.0,
-    folds: Annotated[int | None, typer.Option(help="Cross-validation: train K models on K "
-                                              "splits, saved as one ensemble.")] = None,
-    augment: Annotated[str, typer.Option(help="none, default or strong.")] = "default",
-    precision: Annotated[str, typer.Option(help="auto, 32, bf16-mixed or 16-mixed (CUDA).")
-                         ] = "auto",
-    devices: Annotated[int, typer.Option(help="Devices (processes) per node; >1 runs DDP.")
-                       ] = 1,
-    num_nodes: Annotated[int, typer.Option(help="Nodes for multi-node DDP (torchrun/SLURM).")
-                         ] = 1,
-    seed: Annotated[int, typer.Option(help="Random seed; runs repeat on CPU.")] = 0,
-    deterministic: Annotated[bool, typer.Option(
-        help="Bit-repeatable runs on CUDA too (slower: disables cuDNN autotuning and "
-        "non-deterministic kernels).")] = False,
-    patience: Annotated[int | None, typer.Option(help="Early-stopping patience in epochs.")
-                        ] = None,
-    monitor: Annotated[str, typer.Option(help="Metric that picks the best checkpoint.")
-                       ] = "val/mean_dice",
-    skip_bad: Annotated[bool, typer.Option(help="Leave unreadable or mismatched pairs out "
-                                           "instead of stopping.")] = False,
-    config: Annotated[Path | None, typer.Option(help="YAML config (e.g. a run's config.yaml)."
-                                                )] = None,
-    out: Annotated[Path, typer.Option(help="Run directory to write.")] = Path("runs/latest"),
-    offline: Annotated[bool, typer.Option(help="Download nothing (pretrained weights): as "
-                                          "UNETKIT_OFFLINE=1.")] = False,
+    format: FormatOpt = "auto",
+    format_option: FormatOptionOpt = None,
+    model: ModelOpt = "unet",
+    option: OptionOpt = None,
+    encoder: EncoderOpt = None,
+    encoder_weights: EncoderWeightsOpt = None,
+    freeze_encoder: FreezeEncoderOpt = None,
+    unfreeze_at: UnfreezeAtOpt = None,
+    classes: ClassesOpt = None,
+    in_channels: InChannelsOpt = None,
+    size: SizeOpt = None,
+    scale: ScaleOpt = "auto",
+    epochs: EpochsOpt = None,
+    max_time: MaxTimeOpt = None,
+    batch_size: BatchSizeOpt = None,
+    loss: LossOpt = "auto",
+    loss_option: LossOptionOpt = None,
+    class_weights: ClassWeightsOpt = None,
+    optimizer: OptimizerOpt = "adamw",
+    lr: LrOpt = "1e-3",
+    scheduler: SchedulerOpt = "onecycle",
+    grad_clip: GradClipOpt = None,
+    accumulate: AccumulateOpt = 1,
+    val_split: ValSplitOpt = 0.2,
+    test_split: TestSplitOpt = 0.0,
+    folds: FoldsOpt = None,
+    augment: AugmentOpt = "default",
+    precision: PrecisionOpt = "auto",
+    devices: DevicesOpt = 1,
+    num_nodes: NumNodesOpt = 1,
+    seed: SeedOpt = 0,
+    deterministic: DeterministicOpt = False,
+    patience: PatienceOpt = None,
+    monitor: MonitorOpt = "val/mean_dice",
+    skip_bad: SkipBadOpt = False,
+    config: ConfigOpt = None,
+    out: OutOpt = Path("runs/latest"),
+    offline: OfflineOpt = False,
     ctx: typer.Context = None,
 ):
     """Collect the fit flags into a FitConfig (flags given explicitly override --config)."""
@@ -116,10 +144,21 @@ def fit_options(
         src = ctx.get_parameter_source(key) if ctx is not None else None
         if config is None or (src is not None and src.name != "DEFAULT"):
             setattr(base, key, value)
+    _merge_options(base, option, {"encoder": encoder, "encoder_weights": encoder_weights,
+                                  "freeze_encoder": freeze_encoder}, format_option,
+                   loss_option, class_weights)
+    if not base.data:
+        raise UsageError("--data is required: the folder holding the images and masks.")
+    return base
+
+
+def _merge_options(base: FitConfig, option: list[str] | None, encoder_flags: dict[str, Any],
+                   format_option: list[str] | None, loss_option: list[str] | None,
+                   class_weights: str | None) -> None:
+    """The KEY=VALUE and encoder flags, merged over what a --config file already set."""
     model_options = dict(base.model_options)
     model_options.update(parse_options(option or []))
-    for key, value in (("encoder", encoder), ("encoder_weights", encoder_weights),
-                       ("freeze_encoder", freeze_encoder)):
+    for key, value in encoder_flags.items():
         if value is not None:
             model_options[key] = None if value == "none" else value
     base.model_options = model_options
@@ -139,9 +178,6 @@ def fit_options(
         except ValueError as exc:
             raise UsageError(f"--class-weights {class_weights!r} must be comma-separated "
                              "numbers, e.g. 1,3.") from exc
-    if not base.data:
-        raise UsageError("--data is required: the folder holding the images and masks.")
-    return base
 
 
 def _parse_lr(text: str) -> float | str:
