@@ -120,7 +120,7 @@ def test_model_choice_follows_the_measured_speeds(disc_folder, times, filters, w
 def test_real_probe_on_tiny_data(disc_folder):
     """A real probe on this machine: facts that hold whatever its speed (which model wins
     depends on the timings; the parametrised test above checks the choice itself)."""
-    from unetkit.plan.planner import data_decisions
+    from unetkit.plan.data_decisions import data_decisions
 
     plan = make_plan(disc_folder, "10m", quiet=True)
     m, fp = plan.measurements, plan.fingerprint
@@ -198,7 +198,8 @@ def test_fixed_loss_weight_maps_are_budgeted(tmp_path):
 
 
 def test_short_budget_trades_batch_size_for_steps(tmp_path):
-    from unetkit.plan.planner import MIN_BATCH, data_decisions
+    from unetkit.plan.data_decisions import data_decisions
+    from unetkit.plan.planner import MIN_BATCH
 
     fp = _fp(write_pairs(tmp_path / "many", disc_masks(count=40)))
     data_batch = data_decisions(fp, "cpu")["batch_size"].value

@@ -26,7 +26,7 @@ The rules, in order:
    enough passes over the data to benefit; loss bce-dice / ce-dice (Dice for the overlap
    metric and rare classes, plus square-root median-frequency class weights below 10 %); the
    U-Net paper's border weight maps (weighted-ce) are wired for objects parted by thin borders
-   but off (WEIGHT_MAPS_FOR_SEPARATED: lower Dice in short budgets), and a user can pin them
+   but off (data_decisions.WEIGHT_MAPS_FOR_SEPARATED: lower Dice in short budgets), and a user can pin them
    with fixed={"loss": "weighted-ce"} (their data cost is measured and budgeted); AdamW with
    one-cycle, whose progress follows wall time so it anneals by the deadline; TTA on for
    small or thin-structure data sets.
@@ -45,109 +45,23 @@ from typing import Any
 from unetkit.config import parse_duration
 from unetkit.errors import UsageError
 from unetkit.plan.budget import MIN_STEPS, memory_ok, needed_budget, nice_duration, schedule
+from unetkit.plan.data_decisions import data_decisions, loss_decisions
 from unetkit.plan.fingerprint import Fingerprint, compute_fingerprint
 from unetkit.plan.probe import Candidate, Machine, Measurements, machine_info, probe_hardware
 from unetkit.plan.record import Decision, Plan, fmt_s, load_plan
 from unetkit.progress import say
 from unetkit.train.defaults import (
-    MAX_SIDE,
     STEM_OPTIONS,
     auto_scale,
-    batch_for,
-    patch_cap,
-    patch_size,
-    pixels_per_step,
     use_stem,
 )
 
 TARGET_STEPS = 300  # optimiser steps a from-scratch U-Net wants before widening pays off
 MIN_BATCH = 4  # smallest batch the planner trades for more steps (batch-norm statistics)
 SMALL_DATA = 100  # training images at or below which augmentation is strong
-SEPARATED_MIN_OBJECTS = 5  # foreground objects per image for "objects parted by borders"
-# the measurements behind the next two rules are in docs/decisions.md
-WEIGHT_MAPS_FOR_SEPARATED = False  # border weight maps lost to bce-dice on membrane
+# the measurements behind the next rule are in docs/decisions.md
 STRONG_MIN_EPOCHS = 60  # strong augmentation only pays over many passes over the data
-RARE = 0.10  # a class below this pixel share counts as rare
-VAL_CAP = 50  # validation images per epoch at most (large data sets)
 WIDTH_COST = 2.8  # step time ratio per doubling of width (for deciding what to probe)
-
-
-# ---------------------------------------------------------------------------------- data ---
-
-def _scale_decision(fp: Fingerprint, cap: int) -> Decision:
-    """Full resolution for thin structures; else the cache scale, shrunk further when large
-    objects would not fit about two to a patch."""
-    longest = max(fp.height["max"], fp.width["max"])
-    thin = [c for c in fp.classes if c.thin]
-    objects = [c for c in fp.object_classes() if not c.thin]
-    if thin:
-        width = min(min(c.thickness, c.edt_width) for c in thin)
-        return Decision(1.0, f"thin structures ({', '.join(c.name for c in thin)}, about "
-                        f"{width:.0f} px wide) would blur away if downscaled: full resolution")
-    scale = fp.cache_scale if fp.cache_scale < 1 else auto_scale(longest)
-    reason = (f"images ({longest} px at most) fit at full resolution" if scale == 1.0 else
-              f"blob-like objects survive shrinking the {longest} px images to {MAX_SIDE} px")
-    if objects and fp.height["min"] * scale > cap and fp.width["min"] * scale > cap:
-        big = max(c.object_diameter["p90"] for c in objects)
-        narrow = min(c.thickness for c in objects)
-        context = cap / (2 * big)  # two object diameters per patch
-        floor = 8.0 / max(narrow, 1e-6)  # keep objects at least 8 px thick
-        if context < scale and floor < scale:
-            scale = round(max(context, floor, 0.25), 4)
-            reason = (f"large objects (p90 diameter {big:.0f} px): shrinking to fit about "
-                      f"two of them in a {cap} px patch keeps them {narrow * scale:.0f}+ px "
-                      "thick")
-    return Decision(scale, reason)
-
-
-def data_decisions(fp: Fingerprint, device: str) -> dict[str, Decision]:
-    """Scale, patch size, batch size, depth and validation split: from the data alone."""
-    cap = patch_cap(device)
-    d: dict[str, Decision] = {"scale": _scale_decision(fp, cap)}
-    s = d["scale"].value
-    h = max(1, round(fp.height["min"] * s))
-    w = max(1, round(fp.width["min"] * s))
-    size = patch_size(h, w, device)
-    d["size"] = Decision(size, f"the images' own scale, at most {cap} px on {device.upper()} "
-                         f"(smallest image {h}x{w} px after scaling"
-                         + ("; smaller images are padded" if min(h, w) < 32 else "") + ")")
-    depth = 4 if min(size) >= 128 else 3 if min(size) >= 64 else 2
-    d["depth"] = Decision(depth, "four poolings as in the classic U-Net" if depth == 4 else
-                          f"{depth} poolings so the {min(size)} px patch keeps >= 8 px at the "
-                          "bottleneck")
-
-    n = fp.images
-    if n == 1:
-        d["val_split"] = Decision(0.0, "only one image, so nothing can be held out: validation "
-                                  "scores come from the training image and are optimistic "
-                                  "(a folder holding just the image and its labels file is "
-                                  "read as a grid of crops by the single format, which "
-                                  "leaves crops to hold out)")
-        n_val, n_train = 0, 1
-    elif n <= VAL_CAP * 5:
-        n_val = max(1, round(0.2 * n))
-        d["val_split"] = Decision(0.2, f"20 % held out (~{n_val} image(s)), at least one image "
-                                  "even for tiny sets")
-        n_train = n - n_val
-    else:
-        split = round(max(VAL_CAP / n, 0.02), 4)
-        n_val = max(1, round(split * n))
-        d["val_split"] = Decision(split, f"{n_val} images validate reliably; validation runs "
-                                  "every epoch, so more would only slow training")
-        n_train = n - n_val
-    d["test_split"] = Decision(0.0, "the budget goes to training; evaluate on a separate test "
-                               "folder with `unetkit evaluate`")
-    batch = max(1, min(batch_for(size, device), n_train))
-    capped = f", capped by {n_train} training image(s)" if batch == n_train else ""
-    d["batch_size"] = Decision(batch, f"about {pixels_per_step(device) // 65536} 256x256-"
-                               f"patch equivalents per step on {device.upper()}{capped}")
-    # fit draws about one image-area of patches per training image per epoch
-    train_area = fp.total_pixels * s * s * n_train / max(n, 1)
-    samples = max(n_train, math.ceil(train_area / (size[0] * size[1])))
-    d["_n_train"] = Decision(n_train, "")
-    d["_n_val"] = Decision(n_val, "")
-    d["_samples"] = Decision(samples, "")
-    return d
 
 
 def candidates(fp: Fingerprint, machine: Machine, depth: int,
@@ -217,51 +131,6 @@ def _choose_model(fp: Fingerprint, m: Measurements, budget_s: float, augment: st
         why = (f"the fastest candidate: {sched[best.key]['steps']} optimiser steps fit the "
                f"budget (fewer than the {TARGET_STEPS} a wider model would want)")
     return best, sched[best.key], why
-
-
-def separated_objects(fp: Fingerprint) -> bool:
-    """Binary masks whose foreground objects are many and parted by thin background borders
-    (cells between membranes): the setting the U-Net paper's border weights were made for."""
-    if not fp.binary or not fp.classes[0].thin:
-        return False
-    fg = fp.classes[1]
-    return bool(fg.objects_per_image and fg.objects_per_image >= SEPARATED_MIN_OBJECTS)
-
-
-def loss_decisions(fp: Fingerprint) -> dict[str, Decision]:
-    """Loss and its options (class weights): from the data alone."""
-    d: dict[str, Decision] = {}
-    minority = fp.minority()
-    loss = "bce-dice" if fp.binary else "ce-dice"
-    if WEIGHT_MAPS_FOR_SEPARATED and separated_objects(fp):
-        d["loss"] = Decision("weighted-ce", (
-            f"weighted-ce: {fp.classes[1].objects_per_image:g} objects per image parted by "
-            f"thin {fp.classes[0].name} borders; the U-Net paper's border weight maps (computed "
-            "per augmented patch) make the network learn the separating lines"))
-    elif minority.pixel_fraction < RARE:
-        d["loss"] = Decision(loss, (
-            f"{loss}: class {minority.name} is rare ({minority.pixel_fraction:.1%} of pixels), "
-            "and the Dice term keeps it from being swamped by the majority"))
-    else:
-        d["loss"] = Decision(loss, (
-            f"{loss}: cross-entropy for steady gradients plus Dice to optimise the overlap "
-            f"metric; classes are balanced enough (smallest {minority.pixel_fraction:.0%})"
-            + ("; border weight maps (--loss weighted-ce) would stress the thin separating "
-               "lines, but trained to a lower Dice in a short budget" if separated_objects(fp)
-               else "")))
-    fractions = [max(c.pixel_fraction, 1e-6) for c in fp.classes]
-    if minority.pixel_fraction < RARE and d["loss"].value != "weighted-ce":
-        median = sorted(fractions)[len(fractions) // 2]
-        weights = [round(min(10.0, max(1.0, (median / f) ** 0.5)), 2) for f in fractions]
-        d["loss_options"] = Decision({"class_weights": weights}, (
-            "class weights by square-root median-frequency balancing, clipped to [1, 10], for "
-            "the cross-entropy term"))
-    else:
-        d["loss_options"] = Decision({}, (
-            "no class weights: the weight maps balance the classes per image"
-            if d["loss"].value == "weighted-ce" else
-            f"no class weights: no class is rarer than {RARE:.0%} of pixels"))
-    return d
 
 
 def _optimisation_decisions(speed: Any, sched: dict[str, Any], budget: float,
