@@ -26,10 +26,10 @@ The rules, in order:
    enough passes over the data to benefit; loss bce-dice / ce-dice (Dice for the overlap
    metric and rare classes, plus square-root median-frequency class weights below 10 %); the
    U-Net paper's border weight maps (weighted-ce) are wired for objects parted by thin borders
-   but off (data_decisions.WEIGHT_MAPS_FOR_SEPARATED: lower Dice in short budgets), and a user can pin them
-   with fixed={"loss": "weighted-ce"} (their data cost is measured and budgeted); AdamW with
-   one-cycle, whose progress follows wall time so it anneals by the deadline; TTA on for
-   small or thin-structure data sets.
+   but off (data_decisions.WEIGHT_MAPS_FOR_SEPARATED: lower Dice in short budgets), and a user
+   can pin them with fixed={"loss": "weighted-ce"} (their data cost is measured and budgeted);
+   AdamW with one-cycle, whose progress follows wall time so it anneals by the deadline.
+   Predict-time TTA is not planned (it stays the user's --tta).
 
 An epoch is what `fit` runs: about one image-area of patches per training image
 (`ceil(train area / patch area)` samples, drop_last) and then full-size validation.
