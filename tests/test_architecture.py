@@ -10,8 +10,8 @@ SRC = Path(__file__).resolve().parents[1] / "src" / "unetkit"
 # what each part may import (besides itself and the shared base modules); DESIGN.md's picture
 BASE = {"errors", "io_utils", "progress", "device", "config", "plotting", "scoring"}
 ALLOWED = {
-    "errors": set(), "io_utils": {"errors"}, "progress": set(),
-    "device": {"errors", "progress", "config"},
+    "errors": set(), "io_utils": {"errors", "progress"}, "progress": set(),
+    "device": {"errors", "config"},
     "config": {"errors", "io_utils"}, "plotting": {"io_utils"}, "scoring": {"errors"},
     "data": BASE,
     "models": BASE,

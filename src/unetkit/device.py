@@ -17,7 +17,6 @@ import torch
 
 from unetkit.config import PRECISIONS
 from unetkit.errors import UsageError
-from unetkit.progress import first_process
 
 BF16_ENV = "UNETKIT_CPU_BF16"
 # what "auto" means per purpose on a CPU with native bf16 (elsewhere "auto" is 32 on CPU):
@@ -90,12 +89,6 @@ def resolve_precision(precision: str, device: torch.device, purpose: str = "trai
     if device.type == "cuda":
         return "bf16-mixed" if torch.cuda.is_bf16_supported() else "16-mixed"
     return "bf16-mixed" if cpu_has_bf16() else "32"
-
-
-def is_first_process() -> bool:
-    """False in every process a distributed launcher (Lightning DDP, torchrun, SLURM) started
-    besides the first: run-directory locks and one-off messages belong to the first only."""
-    return first_process()
 
 
 def autocast_context(device: torch.device, precision: str) -> Any:

@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from unetkit.errors import UnetkitError
+from unetkit.progress import first_process
 
 TEMP_SUFFIX = ".tmp"
 LOCK_NAME = ".unetkit.lock"
@@ -98,16 +99,23 @@ def remove_stale_temps(*folders: Path) -> list[Path]:
 
 
 @contextlib.contextmanager
-def run_lock(run_dir: str | Path) -> Iterator[Path]:
+def run_lock(run_dir: str | Path, *subfolders: str) -> Iterator[Path]:
     """Hold an exclusive lock on a run directory; a second holder fails at once, naming it.
 
     An OS lock (flock): released when the process ends, even by SIGKILL, so no stale lock.
+    Once held, the temp files a killed run left in the directory and `subfolders` are
+    deleted. Only the first process of a distributed run locks and clears: the others may
+    be writing while they start.
     """
     run_dir = ensure_dir(run_dir, f"--out {run_dir}")
     lock = run_dir / LOCK_NAME
+    if not first_process():
+        yield lock
+        return
     try:
         import fcntl
     except ImportError:  # Windows: no advisory locks here; proceed unlocked
+        remove_stale_temps(run_dir, *(run_dir / s for s in subfolders))
         yield lock
         return
     with open(lock, "a+") as f:
@@ -122,6 +130,7 @@ def run_lock(run_dir: str | Path) -> Iterator[Path]:
         f.truncate()
         f.write(f"process {os.getpid()}")
         f.flush()
+        remove_stale_temps(run_dir, *(run_dir / s for s in subfolders))
         try:
             yield lock
         finally:

@@ -6,7 +6,6 @@ which of them run and in what order, so neither imports the other.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import json
 import time
@@ -19,10 +18,10 @@ from unetkit.config import FitConfig, parse_duration
 from unetkit.data.formats import open_dataset
 from unetkit.data.splits import load_splits, make_folds, make_splits, save_splits
 from unetkit.errors import UsageError
-from unetkit.io_utils import atomic_write_text, remove_stale_temps, run_lock
+from unetkit.io_utils import atomic_write_text, run_lock
 from unetkit.models.artifact import load_model, save_model
 from unetkit.models.ensemble import ensemble_of
-from unetkit.progress import first_process, say
+from unetkit.progress import say
 from unetkit.report.model_card import write_model_card
 from unetkit.report.run_report import write_report
 from unetkit.train.fit import FitResult, fit
@@ -65,13 +64,11 @@ def fit_folds(config: FitConfig, quiet: bool = False, resume: bool = False) -> F
     directory is locked for the whole run, as `fit` locks each fold's.
     """
     out = Path(config.out)
-    with run_lock(out) if first_process() else contextlib.nullcontext():
+    with run_lock(out, "model", "report"):
         return _fit_folds_locked(config, out, quiet, resume)
 
 
 def _fit_folds_locked(config: FitConfig, out: Path, quiet: bool, resume: bool) -> FitResult:
-    if first_process():  # temp files left by a killed run (other ranks may be writing)
-        remove_stale_temps(out, out / "model", out / "report")
     splits_path = out / "splits.json"
     if resume and splits_path.is_file():
         saved = load_splits(splits_path)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 import random
 from dataclasses import dataclass
@@ -18,9 +17,9 @@ from unetkit.data.dataset import SegmentationDataset, channel_stats
 from unetkit.data.prepare import PreparedData, foreground_strata, peek_sizes, prepare
 from unetkit.data.splits import load_splits, make_splits, save_splits
 from unetkit.data.transforms import build_transforms
-from unetkit.device import is_first_process, pick_device
+from unetkit.device import pick_device
 from unetkit.errors import UnetkitError, UsageError
-from unetkit.io_utils import atomic_write_text, remove_stale_temps, run_lock
+from unetkit.io_utils import atomic_write_text, run_lock
 from unetkit.models.geometry import geometry_of
 from unetkit.models.registry import build_model
 from unetkit.progress import plain_output, say
@@ -109,7 +108,7 @@ def fit(config: FitConfig, quiet: bool = False, resume: bool = False,
         raise UsageError("--data is required: the folder holding the images and masks.")
     config.validate()
     check_loss_options(config.loss_options)  # a config file may carry unknown keys too
-    with run_lock(out) if is_first_process() else contextlib.nullcontext():
+    with run_lock(out, "checkpoints", "model"):
         return _fit_locked(config, out, quiet, resume, lr_find_only, splits)
 
 
@@ -128,8 +127,6 @@ class _Setup:
 
 def _fit_locked(config: FitConfig, out: Path, quiet: bool, resume: bool, lr_find_only: bool,
                 splits: dict[str, list[str]] | None) -> FitResult:
-    if is_first_process():  # the temp files of a killed run; other ranks may be writing
-        remove_stale_temps(out / "checkpoints", out / "model", out)
     max_time = parse_duration(config.max_time)
     quiet_lightning()
     device = pick_device()
