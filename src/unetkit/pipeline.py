@@ -52,7 +52,7 @@ def fit_and_report(config: FitConfig, quiet: bool = False, resume: bool = False,
 
 
 def _fold_done(run: Path) -> bool:
-    """A fold is finished once its report is written (the last thing `fit` does)."""
+    """A fold is finished once its report is written (what `fit_and_report` ends with)."""
     return (run / "report" / "summary.json").is_file() and (run / "model").is_dir()
 
 
