@@ -121,14 +121,15 @@ def evaluate(
                                            "16-mixed (CUDA).")] = "auto",
     as_json: Annotated[bool, typer.Option("--json", help="Print only the metrics JSON.")
                        ] = False,
-    out: Annotated[Path | None, typer.Option(help="Where per_image.csv and metrics.json go "
-                                             "(default MODEL/eval).")] = None,
+    out: Annotated[Path | None, typer.Option(help="Where per_image.csv, metrics.json and "
+                                             "reliability.png go (default MODEL/eval).")] = None,
 ) -> None:
     """Score a model against masks at each image's original size.
 
     Example: unetkit evaluate runs/membrane --data data/membrane --json
     """
     from unetkit.infer.batch import make_postprocess
+    from unetkit.infer.calibration import plot_reliability
     from unetkit.infer.evaluate import evaluate as run_eval
     from unetkit.infer.evaluate import write_per_image
     from unetkit.infer.onnx import load_for_engine
@@ -149,6 +150,7 @@ def evaluate(
     write_per_image(result.per_image, target / "per_image.csv")
     text = json.dumps(result.metrics, indent=1)
     atomic_write_text(target / "metrics.json", text)
+    plot_reliability(result.metrics["calibration"], target / "reliability.png")
     if as_json:
         print(text)
     else:
@@ -194,6 +196,9 @@ def predict(
     precision: Annotated[str, typer.Option(help="auto (bf16-mixed where the CPU or GPU runs it "
                                            "natively, else 32), 32, bf16-mixed or 16-mixed "
                                            "(CUDA).")] = "auto",
+    uncertainty: Annotated[bool, typer.Option(help="Also write <stem>_uncertainty.tif/.png, "
+                                              "<stem>_mutual_info.tif and uncertainty.csv.")
+                           ] = False,
 ) -> None:
     """Predict masks at each input's original size.
 
@@ -203,6 +208,7 @@ def predict(
     from unetkit.infer.onnx import load_for_engine
     from unetkit.infer.predict import Predictor
     from unetkit.infer.rle import RleWriter
+    from unetkit.infer.uncertainty_files import UncertaintyWriter
 
     if probabilities not in (None, "npy", "tiff"):
         raise UsageError(f"--probabilities {probabilities!r} is unknown; use npy or tiff.")
@@ -221,7 +227,9 @@ def predict(
     predictor = Predictor(net, tile=tile, overlap=overlap, tta=tta, precision=precision,
                           batch_size=batch_size)
     clean = make_postprocess(len(predictor.class_names), keep_largest, min_size)
-    options = dict(postprocess=clean, instances=instances, split_touching=split_touching)
+    maps = UncertaintyWriter(out) if uncertainty else None
+    options = dict(postprocess=clean, instances=instances, split_touching=split_touching,
+                   uncertainty_writer=maps)
     if rle is not None:
         with RleWriter(rle, rle_order) as writer:
             result = predict_files(predictor, paths, out, threshold, overlay, probabilities,
@@ -229,6 +237,8 @@ def predict(
     else:
         result = predict_files(predictor, paths, out, threshold, overlay, probabilities,
                                palette, **options)
+    if maps is not None:
+        maps.close()
     print(f"Wrote {len(result.written)} mask(s) to {out}"
           + (f" and {len(result.written)} row(s) to {rle}" if rle is not None else "")
           + (f"; skipped {len(result.skipped)} bad file(s)" if result.skipped else "") + ".",
@@ -369,6 +379,13 @@ def convert(
 from unetkit.bench.cli import make_bench_app  # noqa: E402  (the bench command group)
 
 app.add_typer(make_bench_app(), name="bench")
+from unetkit.serve.cli import serve as serve_command  # noqa: E402  (the web studio)
+
+app.command("serve")(guarded(serve_command))
+from unetkit.cli_label import rank, scribble  # noqa: E402  (labelling commands: cli_label)
+
+app.command()(scribble)
+app.command()(rank)
 
 
 @app.command()

@@ -54,8 +54,10 @@ class FitConfig:
     accumulate: int = 1
     deterministic: bool = False
     skip_bad: bool = False
+    calibrate: bool = True  # fit a temperature on the validation split after training
     num_workers: int | None = None
     out: str = "runs/latest"
+    init_from: str | None = None  # run or artifact whose weights training starts from
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

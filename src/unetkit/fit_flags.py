@@ -74,10 +74,16 @@ PatienceOpt = Annotated[int | None, typer.Option(help="Early-stopping patience i
 MonitorOpt = Annotated[str, typer.Option(help="Metric that picks the best checkpoint.")]
 SkipBadOpt = Annotated[bool, typer.Option(
     help="Leave unreadable or mismatched pairs out instead of stopping.")]
+CalibrateOpt = Annotated[bool, typer.Option(
+    help="After training, fit a temperature on the validation split so probabilities are "
+         "calibrated (masks do not change).")]
 ConfigOpt = Annotated[Path | None, typer.Option(help="YAML config (e.g. a run's config.yaml).")]
 OutOpt = Annotated[Path, typer.Option(help="Run directory to write.")]
 OfflineOpt = Annotated[bool, typer.Option(
     help="Download nothing (pretrained weights): as UNETKIT_OFFLINE=1.")]
+InitFromOpt = Annotated[Path | None, typer.Option(
+    help="Start from this run's (or model artifact's) weights: fine-tuning, unlike --resume. "
+         "Same model and classes; its normalisation, scale and patch size unless given.")]
 
 
 def fit_options(
@@ -117,9 +123,11 @@ def fit_options(
     patience: PatienceOpt = None,
     monitor: MonitorOpt = "val/mean_dice",
     skip_bad: SkipBadOpt = False,
+    calibrate: CalibrateOpt = True,
     config: ConfigOpt = None,
     out: OutOpt = Path("runs/latest"),
     offline: OfflineOpt = False,
+    init_from: InitFromOpt = None,
     ctx: typer.Context = None,
 ):
     """Collect the fit flags into a FitConfig (flags given explicitly override --config)."""
@@ -138,8 +146,10 @@ def fit_options(
         "lr": _parse_lr(lr), "scheduler": scheduler, "val_split": val_split,
         "test_split": test_split, "folds": folds, "augment": augment, "precision": precision,
         "devices": devices, "num_nodes": num_nodes, "seed": seed, "patience": patience,
-        "monitor": monitor, "skip_bad": skip_bad, "out": str(out), "grad_clip": grad_clip,
-        "accumulate": accumulate, "deterministic": deterministic, "unfreeze_at": unfreeze_at}
+        "monitor": monitor, "skip_bad": skip_bad, "calibrate": calibrate, "out": str(out),
+        "grad_clip": grad_clip,
+        "accumulate": accumulate, "deterministic": deterministic, "unfreeze_at": unfreeze_at,
+        "init_from": None if init_from is None else str(init_from)}
     for key, value in given.items():
         src = ctx.get_parameter_source(key) if ctx is not None else None
         if config is None or (src is not None and src.name != "DEFAULT"):
@@ -149,6 +159,12 @@ def fit_options(
                    loss_option, class_weights)
     if not base.data:
         raise UsageError("--data is required: the folder holding the images and masks.")
+    model_src = ctx.get_parameter_source("model") if ctx is not None else None
+    if init_from is not None and config is None and getattr(model_src, "name", "DEFAULT") \
+            == "DEFAULT":
+        from unetkit.train.init_from import init_source
+
+        base.model = init_source(str(init_from))["architecture"]["name"]  # the run's model
     return base
 
 

@@ -102,7 +102,8 @@ def _fit_folds_locked(config: FitConfig, out: Path, quiet: bool, resume: bool) -
                                       {"train": train, "val": val, "test": test}))
     members = [load_model(out / f"fold_{k}") for k in range(len(folds))]
     save_model(ensemble_of(members), out / "model",
-               {**members[0].unetkit_meta, "folds": len(folds)})
+               {**{k: v for k, v in members[0].unetkit_meta.items()  # a fold's own T
+                   if k not in ("temperature", "calibration")}, "folds": len(folds)})
     summary = fold_summary([r.metrics for r in results])
     atomic_write_text(out / "report" / "summary.json", json.dumps(summary, indent=1))
     write_model_card(out)  # the ensemble's card, with the folds' mean metrics

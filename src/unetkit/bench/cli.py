@@ -1,4 +1,4 @@
-"""`unetkit bench [speed|data|quality]`: the command group, mounted by unetkit.cli.
+"""`unetkit bench [speed|data|quality|serve]`: the command group, mounted by unetkit.cli.
 
 Kept here so cli.py only mounts it; heavy imports happen inside the commands.
 """
@@ -200,6 +200,25 @@ def quality(budget: Annotated[str, typer.Option(help="Training wall-time budget,
     result = run_quality(budget=budget, data=data, out=out, quiet=as_json, auto=auto,
                          format_options=options)
     _emit(result, as_json, format_quality, out, "bench_quality.json")
+
+
+@bench.command("serve")
+@guarded
+def serve_bench(as_json: JsonOpt = False,
+                requests: Annotated[int, typer.Option(help="Predictions to send.")] = 200,
+                clients: Annotated[int, typer.Option(help="Concurrent clients.")] = 8,
+                size: Annotated[int, typer.Option(help="Side of the uploaded images.")] = 64,
+                out: OutOpt = Path("runs/bench")) -> None:
+    """The studio's HTTP API under load: errors, p50/p95 latency and requests/s.
+
+    A real server on loopback (a tiny model, synthetic images); writes bench_serve.json.
+
+    Example: unetkit bench serve --requests 200 --clients 8 --json
+    """
+    from unetkit.bench.serve import format_serve, run_serve
+
+    _emit(run_serve(requests, clients, size, quiet=as_json), as_json, format_serve, out,
+          "bench_serve.json")
 
 
 def make_bench_app() -> typer.Typer:

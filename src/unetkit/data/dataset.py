@@ -72,11 +72,12 @@ class SegmentationDataset(Dataset):
 def border_weights(mask: torch.Tensor) -> torch.Tensor:
     """The U-Net paper's weight map for an (augmented) mask; objects = connected components.
 
-    Computed after augmentation so the weights follow every geometric change exactly.
+    Computed after augmentation so the weights follow every geometric change exactly; the
+    class balance counts annotated pixels only (the loss drops the ignored ones).
     """
     from unetkit.data.weightmaps import binary_to_instances, unet_weight_map
 
     m = mask.numpy()
     fg = ((m > 0) & (m != 255)).astype(np.uint8)
-    weights = unet_weight_map(binary_to_instances(fg))
+    weights = unet_weight_map(binary_to_instances(fg), valid=m != 255)
     return torch.from_numpy(weights.astype(np.float32))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from unetkit.data.formats.base import MaskSpec
+from unetkit.data.transforms import IGNORE
 from unetkit.errors import UnetkitError
 
 MAX_INDEX_CLASSES = 64
@@ -37,8 +38,8 @@ def to_class_index(raw: np.ndarray, spec: MaskSpec, name: str = "mask") -> np.nd
     """Map a raw mask to HxW uint8 class indices (the ignore index passes through)."""
     kind = spec.kind
     if kind == "palette":
-        if raw.ndim != 3:
-            raise UnetkitError(f"{name} is single-channel but the data set uses colour masks.")
+        if raw.ndim == 2:  # read_raw_mask collapses an all-grey colour mask (e.g. all black)
+            raw = np.repeat(raw[..., None], 3, axis=-1)
         out = np.full(raw.shape[:2], 255, dtype=np.uint8)
         for idx, color in enumerate(spec.colors or []):
             out[np.all(raw == np.asarray(color, dtype=raw.dtype), axis=-1)] = idx
@@ -68,7 +69,9 @@ def to_class_index(raw: np.ndarray, spec: MaskSpec, name: str = "mask") -> np.nd
     out = raw.astype(np.int64)
     bad = values_outside(out, spec.num_classes, spec.ignore_index)
     if bad:
-        ignore = "" if spec.ignore_index is None else f", {spec.ignore_index} = ignore"
+        # 255 is the partial-label convention's "not annotated" (prepare.UNLABELED_NAMES)
+        word = "unlabeled" if spec.ignore_index == IGNORE else "ignore"
+        ignore = "" if spec.ignore_index is None else f", {spec.ignore_index} = {word}"
         raise UnetkitError(f"{name} has {describe_values(bad)} but the data set declares "
                            f"{spec.num_classes} classes (0..{spec.num_classes - 1}{ignore}).")
     return out.astype(np.uint8)

@@ -11,10 +11,13 @@ from unetkit.data.cache import ArrayCache, BadSample, build_cache
 from unetkit.data.formats import DatasetSpec, MaskSpec, open_dataset
 from unetkit.data.loading import read_sample_raw_mask
 from unetkit.data.masks import describe_values, infer_mask_spec, values_outside
+from unetkit.data.transforms import IGNORE
 from unetkit.errors import UnetkitError
 
 MASK_SAMPLE = 16
 CLASSES_FILE = "classes.txt"
+# a classes.txt line (any case) declaring that mask value 255 means "not annotated"
+UNLABELED_NAMES = ("unlabeled", "unlabelled", "ignore")
 
 
 @dataclass
@@ -61,6 +64,9 @@ def apply_class_names(mask: MaskSpec, root: Path,
     if not path.is_file():
         return mask
     names = [line.strip() for line in path.read_text().splitlines() if line.strip()]
+    if any(n.lower() in UNLABELED_NAMES for n in names):
+        return unlabeled_spec(mask, [n for n in names if n.lower() not in UNLABELED_NAMES],
+                              path, sampled)
     if mask.kind in ("binary", "instance") and len(names) != 2:
         raise UnetkitError(f"{path} lists {len(names)} classes but the masks are binary "
                            "(expected 2 names: background and foreground).")
@@ -73,6 +79,35 @@ def apply_class_names(mask: MaskSpec, root: Path,
                            f"to {mask.num_classes - 1}.")
     mask.class_names = names
     return mask
+
+
+def unlabeled_spec(detected: MaskSpec, names: list[str], path: Path,
+                   sampled: list[tuple[str, np.ndarray]] | None = None) -> MaskSpec:
+    """Class-index masks whose 255 means "not annotated", as `path` declares (partial labels).
+
+    The declaration wins over detection: masks holding only 0, 1 and 255 would otherwise be
+    read as binary, with 255 as foreground.
+    """
+    if detected.kind == "palette":
+        raise UnetkitError(f"{path} declares unlabeled pixels (mask value {IGNORE}), which "
+                           "needs single-channel class-index masks, but the masks are colour "
+                           "images.")
+    if len(names) < 2:
+        raise UnetkitError(f"{path} names {len(names)} class(es) besides the unlabeled line; "
+                           "list at least 2 (class 0 first).")
+    for name, raw in sampled or []:
+        if bad := values_outside(raw, len(names), IGNORE):
+            raise UnetkitError(f"{name} has {describe_values(bad)} but {path} lists "
+                               f"{len(names)} classes (values 0..{len(names) - 1}, and "
+                               f"{IGNORE} = unlabeled).")
+    return MaskSpec(kind="index", class_names=names, ignore_index=IGNORE)
+
+
+def declares_unlabeled(root: str | Path) -> bool:
+    """Whether root/classes.txt has the `unlabeled` line (mask value 255 = not annotated)."""
+    path = Path(root) / CLASSES_FILE
+    return path.is_file() and any(line.strip().lower() in UNLABELED_NAMES
+                                  for line in path.read_text().splitlines())
 
 
 def prepare(data: str | Path, format: str = "auto", scale: float | str = 1.0,

@@ -23,7 +23,7 @@ from __future__ import annotations
 import re
 import warnings
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -141,14 +141,21 @@ def _check_pixels(path: Path, im: Image.Image) -> None:
         raise UnetkitError(_too_large_message(path, im.width, im.height))
 
 
-def _declared_size(path: Path) -> tuple[int, int] | None:
-    """(width, height) from the file header, for files Image.open refuses as too large."""
-    from PIL import BmpImagePlugin, GifImagePlugin, JpegImagePlugin, PngImagePlugin
+def declared_size(source: Path | IO[bytes]) -> tuple[int, int] | None:
+    """(width, height) from a file's header alone (PNG, JPEG, GIF, BMP, TIFF), or None.
+
+    Nothing is decoded and no size limit applies, so a decompression bomb can be measured
+    (and refused) before it costs memory; `source` is a path or a seekable binary file.
+    """
+    from PIL import BmpImagePlugin, GifImagePlugin, JpegImagePlugin, PngImagePlugin, TiffImagePlugin
 
     for plugin in (PngImagePlugin.PngImageFile, JpegImagePlugin.JpegImageFile,
-                   GifImagePlugin.GifImageFile, BmpImagePlugin.BmpImageFile):
+                   GifImagePlugin.GifImageFile, BmpImagePlugin.BmpImageFile,
+                   TiffImagePlugin.TiffImageFile):
         try:
-            with plugin(path) as im:  # parses the header only; no size check, no decoding
+            if not isinstance(source, Path):
+                source.seek(0)
+            with plugin(source) as im:  # parses the header only; no size check, no decoding
                 return im.size
         except Exception:  # noqa: BLE001 — not this format
             continue
@@ -156,7 +163,7 @@ def _declared_size(path: Path) -> tuple[int, int] | None:
 
 
 def _too_large(path: Path, exc: Exception) -> str:
-    size = _declared_size(path)
+    size = declared_size(path)
     if size is not None:
         return _too_large_message(path, *size)
     found = re.search(r"\((\d+) pixels\)", str(exc))

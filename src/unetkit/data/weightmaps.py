@@ -7,7 +7,8 @@ second-nearest object.  The border term is added to background pixels only, and 
 everywhere when the image holds fewer than two objects.
 
 w_c convention ("balanced"): background pixels get 1 and foreground pixels get
-n_background / n_foreground, both counted in this image, i.e. w_c = 1 / frequency scaled so
+n_background / n_foreground, both counted in this image (among its annotated pixels when a
+`valid` mask marks them: partial labels), i.e. w_c = 1 / frequency scaled so
 that background is 1.  Keeping background at 1 keeps w0 meaning what it means in the paper
 (the border bonus relative to an ordinary background pixel).  If either class is absent,
 w_c = 1 everywhere.  ``class_weights="none"`` gives w_c = 1 everywhere and a tuple
@@ -32,7 +33,8 @@ _BORDER_TOLERANCE = 1e-6
 
 
 def _class_weight_values(
-    instances: np.ndarray, class_weights: str | tuple | list | None
+    instances: np.ndarray, class_weights: str | tuple | list | None,
+    valid: np.ndarray | None = None,
 ) -> tuple[float, float]:
     if class_weights is None or (isinstance(class_weights, str)
                                  and class_weights.lower() == "none"):
@@ -41,8 +43,8 @@ def _class_weight_values(
         if class_weights.lower() != "balanced":
             raise UsageError(f"Weight-map class weights {class_weights!r} are unknown; use "
                              "'balanced', 'none' or two numbers (background, foreground).")
-        n_fg = int(np.count_nonzero(instances))
-        n_bg = instances.size - n_fg
+        n_fg = int(np.count_nonzero(instances if valid is None else instances[valid]))
+        n_bg = (instances.size if valid is None else int(np.count_nonzero(valid))) - n_fg
         if n_fg == 0 or n_bg == 0:
             return 1.0, 1.0
         return 1.0, n_bg / n_fg
@@ -78,10 +80,12 @@ def unet_weight_map(
     w0: float = 10.0,
     sigma: float = 5.0,
     class_weights: str | tuple = "balanced",
+    valid: np.ndarray | None = None,
 ) -> np.ndarray:
     """U-Net weight map (H x W float32) for an H x W label image (0 = background, 1..N objects).
 
-    Labels need not be consecutive.  See the module docstring for the w_c convention.
+    Labels need not be consecutive.  See the module docstring for the w_c convention;
+    `valid` (H x W bool, the annotated pixels) keeps unlabeled pixels out of its counts.
     """
     instances = np.asarray(instances)
     if instances.ndim != 2:
@@ -97,7 +101,11 @@ def unet_weight_map(
         raise UnetkitError(f"An instance mask holds the negative id {int(instances.min())}; "
                            "ids must be 0 (background) or positive.")
 
-    w_bg, w_fg = _class_weight_values(instances, class_weights)
+    if valid is not None and np.shape(valid) != instances.shape:
+        raise ValueError(f"valid must match the labels' shape {instances.shape}, got "
+                         f"{np.shape(valid)}")
+    w_bg, w_fg = _class_weight_values(instances, class_weights,
+                                      None if valid is None else np.asarray(valid, dtype=bool))
     foreground = instances > 0
     weights = np.where(foreground, np.float32(w_fg), np.float32(w_bg)).astype(np.float32)
 

@@ -96,12 +96,13 @@ def predict_files(predictor: Predictor, paths: list[Path], out: Path, threshold:
                   write_overlay: bool = False, probabilities: str | None = None,
                   palette: bool = False, postprocess=None, rle_writer=None,
                   quiet: bool = False, instances: bool = False,
-                  split_touching: bool = True) -> BatchResult:
+                  split_touching: bool = True, uncertainty_writer=None) -> BatchResult:
     """Write one mask per input at its original size; a bad file is reported and skipped.
 
     `postprocess` maps a class-index mask to a cleaned one (see make_postprocess);
     `rle_writer` (an open RleWriter) gets one row per image, foreground = any class > 0;
-    `instances` also writes `<stem>_instances.tif`, 16-bit object labels of the foreground.
+    `instances` also writes `<stem>_instances.tif`, 16-bit object labels of the foreground;
+    `uncertainty_writer` (an infer.uncertainty_files.UncertaintyWriter) gets the maps.
     """
     ensure_dir(out, f"--out {out}")
     result = BatchResult()
@@ -110,7 +111,10 @@ def predict_files(predictor: Predictor, paths: list[Path], out: Path, threshold:
                          len(paths) < 2):
         try:
             image = read_image(path)
-            probs = predictor.probabilities(image, name=str(path))
+            if uncertainty_writer is None:
+                probs = predictor.probabilities(image, name=str(path))
+            else:
+                probs, maps = predictor.probabilities_with_uncertainty(image, name=str(path))
         except UnetkitError as exc:
             result.skipped.append((str(path), str(exc)))
             tqdm.write(f"skipped: {exc}", file=sys.stderr)  # on its own line, under the bar
@@ -142,4 +146,6 @@ def predict_files(predictor: Predictor, paths: list[Path], out: Path, threshold:
             save_labels_tiff(labels, out / f"{stem}_instances.tif")
         if rle_writer is not None:
             rle_writer.write_mask(path.name, mask > 0)
+        if uncertainty_writer is not None:
+            uncertainty_writer.write(maps, stem, path.name)
     return result

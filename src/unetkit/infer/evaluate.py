@@ -23,6 +23,11 @@ wider) label image, else the connected components of the true foreground (8-conn
 A predicted object matches a true one when their IoU is above 0.5 (one-to-one); tp, fp and
 fn are summed over images and give precision, recall and F1; `mean_image_f1` is the mean of
 the per-image F1 scores.
+
+"calibration" scores the probabilities themselves over all scored pixels (infer/calibration.py):
+ECE over 15 confidence bins and the per-bin reliability data, the AUROC of predictive entropy
+against per-pixel errors, the share of errors among the 10% most uncertain pixels, and the
+temperature the model was calibrated with (null when it never was).
 """
 
 from __future__ import annotations
@@ -38,11 +43,13 @@ from typing import Any
 import numpy as np
 from scipy import ndimage
 
-from unetkit.data.formats import MaskSpec, Sample, open_dataset
+from unetkit.data.formats import DatasetSpec, MaskSpec, Sample, open_dataset
 from unetkit.data.loading import mask_label, read_mask, read_sample_image, read_sample_raw_mask
 from unetkit.data.masks import to_class_index
+from unetkit.data.prepare import declares_unlabeled, resolve_mask_spec
 from unetkit.data.transforms import IGNORE
 from unetkit.errors import UnetkitError, UsageError
+from unetkit.infer.calibration import ImageCalibration
 from unetkit.infer.instance_metrics import match_instances, ratio
 from unetkit.infer.postprocess import label_instances
 from unetkit.infer.predict import Predictor
@@ -69,6 +76,28 @@ def mask_spec_of(model: Any) -> MaskSpec:
     return MaskSpec(kind=spec["kind"], class_names=spec["class_names"],
                     ignore_index=spec.get("ignore_index"), value_map=value_map,
                     colors=spec.get("colors"))
+
+
+def truth_mask_spec(model_spec: MaskSpec, data: DatasetSpec) -> MaskSpec:
+    """How to read this data's masks: as the model's training data was read, unless partial
+    labels are on one side only.
+
+    A model trained on partial labels (255 = unlabeled) scored on fully labelled 0/255 masks
+    would ignore every foreground pixel, and the reverse would score 255 as foreground; so
+    when the data leaves the mask encoding to detection and either side uses the unlabeled
+    convention, the data's own reading (its classes.txt) is used, with the model's classes.
+    """
+    partial_model = model_spec.kind == "index" and model_spec.ignore_index == IGNORE
+    if data.mask.kind != "auto" or not (partial_model or declares_unlabeled(data.root)):
+        return model_spec
+    own = resolve_mask_spec(data)
+    k = model_spec.num_classes
+    if own.kind in ("binary", "instance") and k == 2 or \
+            own.kind == "index" and own.num_classes <= k:
+        own.class_names = list(model_spec.class_names)
+        return own
+    raise UnetkitError(f"The masks in {data.root} hold {own.num_classes} classes ({own.kind}) "
+                       f"but the model was trained on {k}.")
 
 
 def choose_samples(samples: list[Sample], split: str, run_dir: Path | None,
@@ -136,13 +165,16 @@ def evaluate_samples(predictor: Predictor, samples: list[Sample], spec: MaskSpec
     total = np.zeros((k, k), dtype=np.int64)
     counts = {"tp": 0, "fp": 0, "fn": 0}
     rows = []
+    calibration = ImageCalibration(predictor.binary, k)
     for s in progress(samples, total=len(samples), desc="Evaluating", disable=quiet):
         image = read_sample_image(s)
         truth, raw = load_truth(s, spec, image.shape[:2])
         if truth.shape != image.shape[:2]:
             raise UnetkitError(f"{s.mask} does not match the size of {s.image} (mask size "
                                "mismatch).")
-        pred = predictor.predict(image, name=str(s.image))
+        probs = predictor.probabilities(image, name=str(s.image))
+        calibration.add(probs, truth)  # the probabilities, before any mask clean-up
+        pred = predictor.mask_from_probabilities(probs)
         if postprocess is not None:
             pred = postprocess(pred)
         total += confusion(pred, truth, k)
@@ -162,7 +194,8 @@ def evaluate_samples(predictor: Predictor, samples: list[Sample], spec: MaskSpec
         rows.append(row)
     metrics = {"images": len(samples), **summarise(total, predictor.class_names,
                                                     predictor.binary),
-               "engine": predictor.engine, "precision": predictor.precision}
+               "engine": predictor.engine, "precision": predictor.precision,
+               "calibration": calibration.summary(predictor.meta.get("temperature"))}
     if hd95 and rows:
         for c in range(1, k):
             key = f"hd95_{predictor.class_names[c]}"
@@ -217,7 +250,7 @@ def evaluate(model: Any, data: str | Path, split: str = "auto", format: str = "a
     samples, used = choose_samples(spec.samples, split, run_dir, same)
     predictor = Predictor(model, device=device, tta=tta, tile=tile, engine=engine,
                           precision=precision, purpose="evaluate")
-    result = evaluate_samples(predictor, samples, mask_spec_of(model), quiet, hd95, postprocess,
-                              instances, split_touching)
+    result = evaluate_samples(predictor, samples, truth_mask_spec(mask_spec_of(model), spec),
+                              quiet, hd95, postprocess, instances, split_touching)
     result.split = used
     return result

@@ -2,7 +2,9 @@
 
 The exported graph maps a normalised float32 batch (N×C×H×W: pixels / 255, then
 (x - mean) / std per channel, the statistics stored in the file's metadata) to logits
-(N×K×H×W; K = 1 with a sigmoid for binary models, else a softmax over K classes). Batch,
+(N×K×H×W; K = 1 with a sigmoid for binary models, else a softmax over K classes), divided by
+the artifact's calibration temperature when it has one (metadata "temperature"), so
+onnxruntime's probabilities are the calibrated ones PyTorch's Predictor gives. Batch,
 height and width are dynamic: same-padding models pad internally to a multiple of 2^depth
 (32 for the pretrained encoders), and that padding is traced from an input that needs it,
 so the graph pads and crops for any size. Valid-padding models (unet-valid) are dynamic too
@@ -192,18 +194,33 @@ def _traced(net: nn.Module, dummy: torch.Tensor, opset: int, metadata: dict[str,
     return proto.SerializeToString()
 
 
+class TemperatureScaled(nn.Module):
+    """`net`'s logits divided by a fixed temperature: the calibrated graph that is exported."""
+
+    def __init__(self, net: nn.Module, temperature: float) -> None:
+        super().__init__()
+        self.net, self.temperature = net, float(temperature)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x) / self.temperature
+
+
 def export_onnx(model: nn.Module, opset: int = OPSET, check_image: np.ndarray | None = None,
                 image_name: str = "the check image", tolerance: float = TOLERANCE,
-                seed: int = 0, precision: str = "auto") -> ExportResult:
+                seed: int = 0, precision: str = "auto", calibrated: bool = True
+                ) -> ExportResult:
     """Export to ONNX bytes with metadata and verify them against PyTorch.
 
     Raises UnetkitError when onnxruntime's logits differ from float32 PyTorch's by more than
     `tolerance` (max abs) on a random batch at a size other than the traced one, or on
     `check_image` (HxWxC uint8) when given. The graph is float32; with `check_image`, the
     share of pixels whose mask agrees between PyTorch at `precision` ("auto": 32) and the
-    export is reported too. Nothing is written; see `write_onnx`.
+    export is reported too. Nothing is written; see `write_onnx`. With `calibrated` (the
+    default) the graph divides the logits by the artifact's temperature, and PyTorch is
+    checked with the same division; without it the graph gives the raw logits.
     """
     from unetkit.device import resolve_precision
+    from unetkit.models.artifact import temperature_of
 
     arch = getattr(model, "unetkit_arch", {}) or {}
     if arch.get("name") == "unet3d":
@@ -212,19 +229,21 @@ def export_onnx(model: nn.Module, opset: int = OPSET, check_image: np.ndarray | 
     net = copy.deepcopy(model).float().cpu().eval()
     channels = int(config.get("in_channels", 3))
     dummy = torch.randn(_trace_shape(net, channels), generator=torch.Generator().manual_seed(seed))
-    metadata = _metadata(net, config)
-    data = _traced(net, dummy, opset, metadata, arch.get("name", "the model"))
+    t = temperature_of(config) if calibrated else 1.0
+    graph = net if t == 1.0 else TemperatureScaled(net, t).eval()
+    metadata = {**_metadata(net, config), "temperature": json.dumps(t)}
+    data = _traced(graph, dummy, opset, metadata, arch.get("name", "the model"))
     engine = OnnxEngine(make_session(data, cpu_only=True))
     check = torch.randn(_trace_shape(net, channels, second=True),
                         generator=torch.Generator().manual_seed(seed + 1))
-    diff = _max_diff(_torch_logits(net, check), engine.logits(check), "a random input")
+    diff = _max_diff(_torch_logits(graph, check), engine.logits(check), "a random input")
     result = ExportResult(data, metadata, diff,
                           precision=resolve_precision(precision, torch.device("cpu"), "export"))
     if check_image is not None:
         x = _image_input(net, check_image, image_name)
         exported = engine.logits(x)
-        result.image_max_abs_diff = _max_diff(_torch_logits(net, x), exported, image_name)
-        reference = _masks(_torch_logits(net, x, result.precision))
+        result.image_max_abs_diff = _max_diff(_torch_logits(graph, x), exported, image_name)
+        reference = _masks(_torch_logits(graph, x, result.precision))
         result.image_mask_agreement = float((reference == _masks(exported.numpy())).mean())
     worst = max(diff, result.image_max_abs_diff or 0.0)
     if not worst <= tolerance:

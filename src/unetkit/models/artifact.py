@@ -1,8 +1,9 @@
 """The model artifact: config.json + model.safetensors, rebuilt with no pickle involved.
 
 config.json carries what inference needs besides weights: architecture and options, class
-names, whether the task is binary (one logit channel), the input normalisation, and the
-training input size and scale (what predict resizes images by).
+names, whether the task is binary (one logit channel), the input normalisation, the
+training input size and scale (what predict resizes images by), and the `temperature` that
+`fit` calibrated the probabilities with (logits / T; absent in older artifacts: 1).
 """
 
 from __future__ import annotations
@@ -44,6 +45,19 @@ def default_meta(model: nn.Module) -> dict[str, Any]:
             "std": [0.25] * int(opts.get("in_channels", 3))},
         "input_size": None,
     }
+
+
+def temperature_of(meta: dict[str, Any] | None) -> float:
+    """The temperature that turns the model's logits into calibrated ones (logits / T):
+    1.0 when the artifact has none (older, or `fit --no-calibrate`)."""
+    value = (meta or {}).get("temperature")
+    if value is None:
+        return 1.0
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0 \
+            or value == float("inf"):
+        raise UnetkitError(f"The model config's temperature {value!r} must be a positive "
+                           "number.")
+    return float(value)
 
 
 def artifact_config(model: nn.Module, meta: dict[str, Any] | None = None,

@@ -17,6 +17,10 @@ Geometry per class (pooled over the sampled images):
 
 A class is *thin* (membranes, vessels, cracks) when it is narrow (width <= THIN_MAX_WIDTH px)
 and elongated (elongation >= THIN_MIN_ELONGATION); thin structures must not be downscaled.
+
+Masks are *sparse* (partial labels, e.g. scribbles) when more than SPARSE_MIN_UNLABELED of the
+pixels are unlabeled (the ignore value). Their labelled components are strokes, not objects,
+so no geometry is measured for them (structure "unknown"): a 3 px stroke is no thin class.
 """
 
 from __future__ import annotations
@@ -35,6 +39,7 @@ STATS_IMAGES = 256  # images used for pixel frequencies and intensities
 INTENSITY_PIXELS = 65_536  # pixels per image (strided) for intensity statistics
 THIN_MAX_WIDTH = 12.0  # px: a class narrower than this ...
 THIN_MIN_ELONGATION = 10.0  # ... and this elongated is a thin structure
+SPARSE_MIN_UNLABELED = 0.5  # masks with a larger share of unlabeled pixels are partial labels
 _EIGHT = np.ones((3, 3), dtype=bool)
 
 
@@ -75,10 +80,11 @@ class Fingerprint:
     intensity: dict[str, list[float]]  # per channel, 0-255 cache scale: mean, std, p1, p50, p99
     classes: list[ClassStats]
     ignore_fraction: float
-    structure: str  # thin | blobs | empty
+    structure: str  # thin | blobs | empty | unknown (sparse masks)
     thin_classes: list[str] = field(default_factory=list)
     geometry_images: int = 0
     cache_scale: float = 1.0  # the cache it was measured on (lengths are in original pixels)
+    sparse: bool = False  # partial labels: most pixels unlabeled (see the module docstring)
 
     @property
     def num_classes(self) -> int:
@@ -87,6 +93,11 @@ class Fingerprint:
     @property
     def binary(self) -> bool:
         return self.num_classes == 2
+
+    @property
+    def annotated_fraction(self) -> float:
+        """Share of the pixels that carry a class (the rest is ignored or unlabeled)."""
+        return 1.0 - self.ignore_fraction
 
     def minority(self) -> ClassStats:
         """The least frequent class that occurs at all (the hardest one to learn)."""
@@ -252,7 +263,9 @@ def compute_fingerprint(data: PreparedData, source: str | Path | None = None,
                  "p50": [round(float(v), 1) for v in np.percentile(pix, 50, axis=0)],
                  "p99": [round(float(v), 1) for v in np.percentile(pix, 99, axis=0)]}
 
-    geo_idx = _even(n, GEOMETRY_IMAGES)
+    unlabeled = float((total - labelled) / max(total, 1))
+    sparse = unlabeled > SPARSE_MIN_UNLABELED
+    geo_idx = [] if sparse else _even(n, GEOMETRY_IMAGES)  # strokes are not objects
     masks = [np.asarray(cache.mask(i)) for i in geo_idx]
     classes = []
     for c in range(k):
@@ -264,7 +277,7 @@ def compute_fingerprint(data: PreparedData, source: str | Path | None = None,
         classes.append(stats)
     thin = [c.name for c in classes if c.thin]
     has_objects = any(c.object_area for c in classes if c.index > 0)
-    structure = "thin" if thin else "blobs" if has_objects else "empty"
+    structure = "unknown" if sparse else "thin" if thin else "blobs" if has_objects else "empty"
     return Fingerprint(
         data=str(source if source is not None else data.spec.root), format=data.spec.format,
         mask_kind=data.mask.kind, class_names=names, images=n,
@@ -275,9 +288,9 @@ def compute_fingerprint(data: PreparedData, source: str | Path | None = None,
         same_size=len({(s[0], s[1]) for s in shapes}) == 1,
         total_pixels=int(np.sum(hs.astype(np.int64) * ws)), channels=channels,
         raw_channels=raw_channels, bit_depth=_bit_depth(data), intensity=intensity,
-        classes=classes, ignore_fraction=round(float((total - labelled) / max(total, 1)), 5),
+        classes=classes, ignore_fraction=round(unlabeled, 5),
         structure=structure, thin_classes=thin, geometry_images=len(geo_idx),
-        cache_scale=float(cache_scale))
+        cache_scale=float(cache_scale), sparse=sparse)
 
 
 def describe(fp: Fingerprint) -> list[str]:
@@ -304,8 +317,12 @@ def describe(fp: Fingerprint) -> list[str]:
                      f"width {min(c.thickness, c.edt_width):.1f} px, elongation "
                      f"{c.elongation:.3g}" + (" -> THIN" if c.thin else ""))
         lines.append(text)
+    if fp.sparse:
+        lines.append(f"masks are partial: {100 * fp.annotated_fraction:.2g}% of pixels "
+                     "annotated; unlabeled pixels are left out of loss and metrics")
     lines.append("structure: " + (f"thin ({', '.join(fp.thin_classes)})" if fp.thin_classes
-                                  else fp.structure))
+                                  else "not measured (the labels of partial masks are "
+                                  "strokes, not objects)" if fp.sparse else fp.structure))
     return lines
 
 

@@ -12,6 +12,7 @@ from typing import Any
 
 from unetkit.data.loading import read_mask, read_sample_image
 from unetkit.data.prepare import PreparedData
+from unetkit.infer.calibration import plot_reliability
 from unetkit.infer.evaluate import evaluate_samples, write_per_image
 from unetkit.infer.predict import Predictor
 from unetkit.io_utils import atomic_write_text
@@ -36,6 +37,9 @@ def write_report(out: Path, data: PreparedData, splits: dict[str, list[str]],
     result = evaluate_samples(predictor, samples, data.mask, quiet=True)
     metrics = {"split": "val", **result.metrics,
                "best_epoch": model.unetkit_meta.get("best_epoch")}
+    if model.unetkit_meta.get("calibration"):  # fit's temperature scaling: ECE before/after
+        metrics["calibration"]["fitted"] = model.unetkit_meta["calibration"]
+    plot_reliability(metrics["calibration"], report / "reliability.png")
     atomic_write_text(report / "summary.json", json.dumps(metrics, indent=1))
     write_per_image(result.per_image, report / "per_image.csv")
     ranked = sorted(zip(result.per_image, samples, strict=True), key=lambda r: r[0]["dice"])
@@ -49,7 +53,8 @@ def write_report(out: Path, data: PreparedData, splits: dict[str, list[str]],
     plot_predictions(items, model.unetkit_meta["class_names"], report / "predictions.png")
     if not quiet:
         print_metrics(metrics, f"Validation metrics ({metrics['images']} images, full size)")
-        print(f"Report: {report}/ (curves.png, predictions.png, summary.json)", file=sys.stderr)
+        print(f"Report: {report}/ (curves.png, predictions.png, reliability.png, summary.json)",
+              file=sys.stderr)
     return metrics
 
 
@@ -58,6 +63,9 @@ def print_metrics(metrics: dict[str, Any], title: str) -> None:
     for key in ("dice", "iou", "mean_dice", "mean_iou", "pixel_accuracy"):
         if key in metrics:
             lines.append(f"  {key:<15} {metrics[key]:.4f}")
+    calibration = metrics.get("calibration") or {}
+    if calibration.get("ece") is not None:
+        lines.append(f"  {'ece':<15} {calibration['ece']:.4f}")
     per_class = metrics.get("per_class", {})
     if per_class:
         lines.append(f"  {'class':<15} {'dice':>7} {'iou':>7}")

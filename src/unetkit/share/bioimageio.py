@@ -6,8 +6,9 @@ preprocessed by `scale_linear` (gain 1/255) then `fixed_zero_mean_unit_variance`
 artifact's per-channel mean and std; the weights (ONNX, TorchScript where tracing is
 size-independent, and a pytorch_state_dict built by `unetkit.models.registry.build_model`)
 map that to logits, and postprocessing (`sigmoid` for a binary model, `softmax` over the
-channel axis otherwise) makes them probabilities. The test input/output tensors are computed
-with the exported ONNX weights; the cover is the test image beside its predicted mask.
+channel axis otherwise) makes them probabilities, after a `scale_linear` (gain 1/T) when `fit`
+calibrated the model (all weight formats stay the raw network). The test input/output tensors
+are computed with the exported ONNX weights; the cover is the test image beside its mask.
 
 The description is built with bioimageio.spec's classes and written with its own
 `save_bioimageio_package`; nothing here writes YAML by hand. bioimageio.spec is an optional
@@ -29,6 +30,7 @@ import torch
 from torch import nn
 
 from unetkit.errors import UnetkitError, UsageError
+from unetkit.models.artifact import temperature_of
 
 EXTRA_HINT = "install the bioimageio extra: pip install 'unetkit[bioimageio]'"
 DEFAULT_LICENSE = "MIT"
@@ -102,9 +104,10 @@ def _test_input(net: nn.Module, config: dict[str, Any], image: np.ndarray | None
     return raw.float().numpy().astype(np.float32)
 
 
-def _probabilities(logits: np.ndarray) -> np.ndarray:
-    """Sigmoid (one channel) or softmax over the channel axis, as the postprocessing does."""
-    t = torch.from_numpy(logits).double()
+def _probabilities(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
+    """Logits / temperature, then sigmoid (one channel) or softmax over the channel axis, as
+    the postprocessing does."""
+    t = torch.from_numpy(logits).double() / temperature
     p = torch.sigmoid(t) if t.shape[1] == 1 else torch.softmax(t, dim=1)
     return p.float().numpy()
 
@@ -234,6 +237,9 @@ def _tensors(spec: Any, config: dict[str, Any], m: int, files: dict[str, Path],
         names = [f"class{i}" for i in range(out_channels)]
     post = [spec.SigmoidDescr()] if binary else [
         spec.SoftmaxDescr(kwargs=spec.SoftmaxKwargs(axis=spec.AxisId("channel")))]
+    temperature = temperature_of(config)
+    if temperature != 1.0:  # calibrated by fit: logits / T first
+        post.insert(0, spec.ScaleLinearDescr(kwargs=spec.ScaleLinearKwargs(gain=1 / temperature)))
     out_space = [spec.SpaceOutputAxis(id=spec.AxisId(a), size=spec.SizeReference(
         tensor_id=spec.TensorId(INPUT_ID), axis_id=spec.AxisId(a))) for a in ("y", "x")]
     out = spec.OutputTensorDescr(
@@ -345,10 +351,10 @@ def _write_files(net: nn.Module, config: dict[str, Any], root: Path, image: np.n
         ("onnx", "weights.onnx"), ("state_dict", "weights.pt"), ("readme", "README.md"),
         ("cover", "cover.png"), ("test_input", "test_input.npy"),
         ("test_output", "test_output.npy"), ("torchscript", "weights_torchscript.pt"))}
-    onnx = export_onnx(net, opset=opset)
+    onnx = export_onnx(net, opset=opset, calibrated=False)  # the postprocessing divides by T
     files["onnx"].write_bytes(onnx.data)
     raw = _test_input(net, config, image, image_name)
-    probs = _probabilities(_run_onnx(onnx.data, raw, config))
+    probs = _probabilities(_run_onnx(onnx.data, raw, config), temperature_of(config))
     np.save(files["test_input"], raw)
     np.save(files["test_output"], probs)
     notes, formats = [], ["onnx"]

@@ -31,6 +31,7 @@ from unetkit.train.callbacks import (
     MetricsCsv,
     training_clock,
 )
+from unetkit.train.init_from import init_source, load_source_weights, with_source_settings
 from unetkit.train.loaders import make_loader, training_dataset
 from unetkit.train.losses import build_loss, check_loss_options
 from unetkit.train.module import SegmentationModule
@@ -130,6 +131,9 @@ def _fit_locked(config: FitConfig, out: Path, quiet: bool, resume: bool, lr_find
     max_time = parse_duration(config.max_time)
     quiet_lightning()
     device = pick_device()
+    source = init_source(config.init_from) if config.init_from else None
+    if source is not None:
+        config = with_source_settings(config, source)
     L.seed_everything(config.seed, workers=True, verbose=False)
     say(f"unetkit fit: data {config.data} -> run {out} on {device.type}", quiet)
     data, scale, spec_format = _prepare_data(config, out, quiet)
@@ -139,7 +143,7 @@ def _fit_locked(config: FitConfig, out: Path, quiet: bool, resume: bool, lr_find
     val_idx = [index[n] for n in splits["val"] if n in index]
     if not train_idx:
         raise UnetkitError(f"No training images left in {config.data} after splitting.")
-    setup = _setup(config, data, train_idx, val_idx, scale, spec_format, device, quiet)
+    setup = _setup(config, data, train_idx, val_idx, scale, spec_format, device, quiet, source)
     resolved = setup.resolved
     out.mkdir(parents=True, exist_ok=True)
     train_loader, val_loader = _loaders(resolved, setup, data, train_idx, val_idx, device)
@@ -166,6 +170,10 @@ def _fit_locked(config: FitConfig, out: Path, quiet: bool, resume: bool, lr_find
     ckpt = out / "checkpoints" / "last.ckpt"
     trainer.fit(module, train_loader, val_loader,
                 ckpt_path=str(ckpt) if resume and ckpt.is_file() else None)
+    if config.calibrate and val_idx and trainer.is_global_zero and (out / "model").is_dir():
+        from unetkit.train.calibrate import calibrate_artifact
+
+        calibrate_artifact(out / "model", val_loader, device, quiet)
     return FitResult(out, {}, data, splits, trainer.is_global_zero)
 
 
@@ -204,8 +212,10 @@ def _splits(config: FitConfig, data: PreparedData, out: Path, resume: bool,
 
 
 def _setup(config: FitConfig, data: PreparedData, train_idx: list[int], val_idx: list[int],
-           scale: float | str, data_format: str, device: torch.device, quiet: bool) -> _Setup:
-    """Resolve the open choices, build the model and the artifact's metadata."""
+           scale: float | str, data_format: str, device: torch.device, quiet: bool,
+           source: dict[str, Any] | None = None) -> _Setup:
+    """Resolve the open choices, build the model and the artifact's metadata; with
+    `source` (--init-from's artifact config) the model starts from its weights."""
     sizes = [data.cache.shapes[i][:2] for i in train_idx]  # cached: already at `scale`
     d = defaults.resolve(config, sizes, 1.0, device)
     channels = _in_channels(data, train_idx, config.in_channels)
@@ -213,14 +223,10 @@ def _setup(config: FitConfig, data: PreparedData, train_idx: list[int], val_idx:
     logit_channels = config.classes or (1 if classes == 2 else classes)
     model = build_model(config.model, in_channels=channels, classes=logit_channels,
                         **d.values["model_options"])
+    if source is not None:
+        load_source_weights(model, config, source, logit_channels)
     size = _fit_size_to_model(model, list(d.values["size"]))
-    norm = getattr(model, "input_normalization", None)
-    if norm:
-        mean, std = list(norm["mean"]), list(norm["std"])
-        norm_reason = "the pretrained encoder's statistics"
-    else:
-        mean, std = channel_stats(data.cache, train_idx, channels)
-        norm_reason = "computed once from the training images"
+    mean, std, norm_reason = _normalization(model, data, train_idx, channels, config, source)
     loss_name = config.loss if config.loss != "auto" else \
         ("bce-dice" if logit_channels == 1 else "ce-dice")
     resolved = FitConfig(**{**config.to_dict(), "size": size,
@@ -238,6 +244,20 @@ def _setup(config: FitConfig, data: PreparedData, train_idx: list[int], val_idx:
             "mask_spec": _mask_spec_dict(data), "data_format": data_format}
     model.unetkit_meta = meta
     return _Setup(resolved, model, d, logit_channels, mean, std, meta)
+
+
+def _normalization(model: torch.nn.Module, data: PreparedData, train_idx: list[int],
+                   channels: int, config: FitConfig, source: dict[str, Any] | None
+                   ) -> tuple[list[float], list[float], str]:
+    """(mean, std, why): --init-from's, a pretrained encoder's, else the training images'."""
+    if source is not None and source.get("normalization"):
+        norm = source["normalization"]
+        return list(norm["mean"]), list(norm["std"]), f"the statistics of {config.init_from}"
+    norm = getattr(model, "input_normalization", None)
+    if norm:
+        return list(norm["mean"]), list(norm["std"]), "the pretrained encoder's statistics"
+    mean, std = channel_stats(data.cache, train_idx, channels)
+    return mean, std, "computed once from the training images"
 
 
 def _loaders(resolved: FitConfig, setup: _Setup, data: PreparedData, train_idx: list[int],

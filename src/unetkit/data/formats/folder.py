@@ -11,7 +11,9 @@ from unetkit.errors import UnetkitError, UsageError
 NAME = "folder"
 DESCRIPTION = ("images/ and masks/ (or labels/) with matching file stems (a mask may end in "
                "_mask, _label, _gt etc.), or train/ val/ (or valid/) test/ each holding "
-               "images/ and masks/; how masks encode classes is detected from the masks")
+               "images/ and masks/, or images at the top with masks/ inside; how masks encode "
+               "classes is detected from the masks; option unlabelled=skip leaves images "
+               "without a mask out")
 IMAGE_DIRS = ("images", "image", "imgs")
 MASK_DIRS = ("masks", "mask", "labels", "label")
 MASK_SUFFIXES = ("", "_mask", "-mask", "_masks", "_label", "_labels", "_gt", "_seg", "_annot")
@@ -60,13 +62,23 @@ def _pair_dirs(base: Path) -> tuple[Path, Path] | None:
     return (images, masks) if images is not None and masks is not None else None
 
 
+def _flat_dirs(root: Path) -> tuple[Path, Path] | None:
+    """(root, masks) for a flat folder of images with its masks/ inside (as the studio
+    writes them), when there is no images/ folder."""
+    if any((root / d).is_dir() for d in IMAGE_DIRS):
+        return None
+    masks = next((root / d for d in MASK_DIRS if (root / d).is_dir()), None)
+    return (root, masks) if masks is not None and list_images(root) else None
+
+
 def _split_dirs(root: Path) -> list[tuple[str, Path]]:
     return [(split, root / d) for split, names in SPLIT_ALIASES.items() for d in names
             if _pair_dirs(root / d) is not None]
 
 
 def detect(root: Path) -> bool:
-    return _pair_dirs(root) is not None or bool(_split_dirs(root))
+    return _pair_dirs(root) is not None or bool(_split_dirs(root)) or \
+        _flat_dirs(root) is not None
 
 
 def _key(stem: str) -> str:
@@ -93,8 +105,12 @@ def pair_by_stem(images: list[Path], masks: list[Path], prefix: str = "",
     return samples
 
 
-def load(root: Path, **_: object) -> DatasetSpec:
-    pair = _pair_dirs(root)
+def load(root: Path, unlabelled: str = "error", **_: object) -> DatasetSpec:
+    """The samples; with unlabelled=skip, images without a mask are left out (a data set
+    being annotated), else they are reported as bad pairs."""
+    skip = option(NAME, {"unlabelled": unlabelled}, "unlabelled", "error",
+                  ("error", "skip")) == "skip"
+    pair = _pair_dirs(root) or _flat_dirs(root)
     if pair is not None:
         images_dir, masks_dir = pair
         samples = pair_by_stem(list_images(images_dir), list_images(masks_dir))
@@ -108,9 +124,13 @@ def load(root: Path, **_: object) -> DatasetSpec:
             if where is root:
                 where = images_dir
     if not samples:
-        if where is root:
+        if where is root and pair is None:
             raise UnetkitError(f"No {'/'.join(IMAGE_DIRS)} and {'/'.join(MASK_DIRS)} folders "
                                f"were found in {root}.")
         raise UnetkitError(no_images_message(where))
+    if skip:
+        samples = [s for s in samples if s.mask is not None]
+        if not samples:
+            raise UnetkitError(f"None of the images in {where} has a mask yet.")
     return DatasetSpec(root=root, format=NAME, samples=samples, mask=MaskSpec(kind="auto"),
                        official_splits=official)
