@@ -191,59 +191,45 @@ def predict(
     instances: Annotated[bool, typer.Option(help="Also write 16-bit object labels "
                                             "<stem>_instances.tif.")] = False,
     split_touching: SplitTouchingOpt = True,
-    engine: Annotated[str, typer.Option(help="torch, or onnx (onnxruntime; reuses "
-                                        "MODEL/model/model.onnx when up to date).")] = "torch",
+    engine: Annotated[str, typer.Option(help="torch, onnx (onnxruntime; reuses "
+                                        "MODEL/model/model.onnx when up to date), openvino, or "
+                                        "auto: the fastest engine measured here whose masks "
+                                        "agree with float32 PyTorch (MODEL/model/engines.json)."
+                                        )] = "torch",
     precision: Annotated[str, typer.Option(help="auto (bf16-mixed where the CPU or GPU runs it "
-                                           "natively, else 32), 32, bf16-mixed or 16-mixed "
-                                           "(CUDA).")] = "auto",
+                                           "natively, else 32), 32, bf16-mixed, 16-mixed "
+                                           "(CUDA) or int8 (onnx, openvino).")] = "auto",
     uncertainty: Annotated[bool, typer.Option(help="Also write <stem>_uncertainty.tif/.png, "
                                               "<stem>_mutual_info.tif and uncertainty.csv.")
                            ] = False,
+    devices: Annotated[int, typer.Option(help="Processes on this machine (one per GPU on "
+                                         "CUDA), each predicting its share of the inputs; "
+                                         "under torchrun or srun, the launcher's.")] = 1,
+    num_nodes: Annotated[int, typer.Option(help="Machines taking part (start the processes "
+                                           "with torchrun --nnodes or srun).")] = 1,
+    max_pixels: Annotated[int | None, typer.Option(help="Largest image read, in pixels "
+                                                   "(default 89,478,485, PIL's guard against "
+                                                   "decompression bombs; 16k² is 268M).")
+                          ] = None,
 ) -> None:
     """Predict masks at each input's original size.
 
     Example: unetkit predict runs/membrane data/new/*.png --out masks --overlay
-    """
-    from unetkit.infer.batch import expand_inputs, make_postprocess, predict_files
-    from unetkit.infer.onnx import load_for_engine
-    from unetkit.infer.predict import Predictor
-    from unetkit.infer.rle import RleWriter
-    from unetkit.infer.uncertainty_files import UncertaintyWriter
 
-    if probabilities not in (None, "npy", "tiff"):
-        raise UsageError(f"--probabilities {probabilities!r} is unknown; use npy or tiff.")
-    if not 0 < overlap < 1:
-        raise UsageError(f"--overlap {overlap} must be between 0 and 1.")
-    if rle_order not in ("row", "column"):
-        raise UsageError(f"--rle-order {rle_order!r} is unknown; use row or column.")
-    if rle is not None and not rle.name.lower().endswith((".csv", ".csv.gz")):
-        raise UsageError(f"--rle {rle} must name a .csv or .csv.gz file.")
-    if engine not in ("torch", "onnx"):
-        raise UsageError(f"--engine {engine!r} is unknown; use torch or onnx.")
-    paths = expand_inputs(inputs)
-    net = load_for_engine(model, engine)
-    if batch_size < 1:
-        raise UsageError(f"--batch-size {batch_size} must be at least 1.")
-    predictor = Predictor(net, tile=tile, overlap=overlap, tta=tta, precision=precision,
-                          batch_size=batch_size)
-    clean = make_postprocess(len(predictor.class_names), keep_largest, min_size)
-    maps = UncertaintyWriter(out) if uncertainty else None
-    options = dict(postprocess=clean, instances=instances, split_touching=split_touching,
-                   uncertainty_writer=maps)
-    if rle is not None:
-        with RleWriter(rle, rle_order) as writer:
-            result = predict_files(predictor, paths, out, threshold, overlay, probabilities,
-                                   palette, rle_writer=writer, **options)
-    else:
-        result = predict_files(predictor, paths, out, threshold, overlay, probabilities,
-                               palette, **options)
-    if maps is not None:
-        maps.close()
-    print(f"Wrote {len(result.written)} mask(s) to {out}"
-          + (f" and {len(result.written)} row(s) to {rle}" if rle is not None else "")
-          + (f"; skipped {len(result.skipped)} bad file(s)" if result.skipped else "") + ".",
-          file=sys.stderr)
-    if result.skipped:
+    On 4 processes: unetkit predict runs/membrane data/new --out masks --devices 4
+    """
+    from unetkit.infer.predict_job import PredictJob, run_predict
+    from unetkit.progress import say
+
+    summary = run_predict(PredictJob(
+        model, out, tile=tile, overlap=overlap, batch_size=batch_size, tta=tta, overlay=overlay,
+        probabilities=probabilities, palette=palette, threshold=threshold, rle=rle,
+        rle_order=rle_order, keep_largest=keep_largest, min_size=min_size, instances=instances,
+        split_touching=split_touching, engine=engine, precision=precision,
+        uncertainty=uncertainty, devices=devices, num_nodes=num_nodes, max_pixels=max_pixels),
+        inputs)
+    say(summary.message())
+    if summary.skipped:
         raise typer.Exit(1)
 
 
@@ -260,7 +246,10 @@ def export(
     opset: Annotated[int, typer.Option(help="ONNX opset (17 or newer).")] = 17,
     precision: Annotated[str, typer.Option(help="With --check-image: also compare the masks "
                                            "of PyTorch at this precision (auto = 32, "
-                                           "bf16-mixed) with the float32 export.")] = "auto",
+                                           "bf16-mixed) with the float32 export. int8: write "
+                                           "the int8 model (default MODEL/model/model.int8."
+                                           "onnx) if it agrees with float32 on the run's "
+                                           "validation images.")] = "auto",
     bioimageio: Annotated[Path | None, typer.Option(help="Write a BioImage Model Zoo package "
                                                     "(zip with rdf.yaml) instead.")] = None,
     author: Annotated[list[str] | None, typer.Option(help="With --bioimageio: an author "
@@ -289,6 +278,10 @@ def export(
         export_command(model, bioimageio, author, license, bioimageio_meta, check_image, opset)
         if onnx is None:
             return
+    if precision == "int8":  # calibrated on the run's training images, checked, recorded
+        from unetkit.infer.engine_auto import export_int8_command
+
+        return export_int8_command(model, onnx, opset)
     from unetkit.models.remote import hub_reference
 
     net = load_model(model)

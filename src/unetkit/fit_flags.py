@@ -64,7 +64,9 @@ FoldsOpt = Annotated[int | None, typer.Option(
     help="Cross-validation: train K models on K splits, saved as one ensemble.")]
 AugmentOpt = Annotated[str, typer.Option(help="none, default or strong.")]
 PrecisionOpt = Annotated[str, typer.Option(help="auto, 32, bf16-mixed or 16-mixed (CUDA).")]
-DevicesOpt = Annotated[int, typer.Option(help="Devices (processes) per node; >1 runs DDP.")]
+DevicesOpt = Annotated[int, typer.Option(
+    help="Devices (processes) per node; >1 runs DDP. On CPU: N processes share the cores and "
+         "--batch-size (the effective batch) evenly.")]
 NumNodesOpt = Annotated[int, typer.Option(help="Nodes for multi-node DDP (torchrun/SLURM).")]
 SeedOpt = Annotated[int, typer.Option(help="Random seed; runs repeat on CPU.")]
 DeterministicOpt = Annotated[bool, typer.Option(

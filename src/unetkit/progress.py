@@ -70,7 +70,9 @@ def _plain(items: Iterable[T], total: int, desc: str, unit: str) -> Iterator[T]:
 
 def progress(items: Iterable[T], total: int | None = None, desc: str = "",
              disable: bool = False, unit: str = "img") -> Iterator[T]:
-    if disable or total == 0:
+    """`items` with progress on stderr; silent in the ranks of a distributed run but the
+    first (each would draw its own bar over the others)."""
+    if disable or total == 0 or not first_process():
         return iter(items)
     if plain_output() and total:
         return _plain(items, total, desc, unit)

@@ -48,6 +48,19 @@ def test_strokes_carry_the_true_class_and_reach_the_share(fraction: float) -> No
         assert classes_of(out) == classes_of(mask)  # every class present gets strokes
 
 
+def test_strokes_keep_the_classes_proportions() -> None:
+    """A membrane-like mask (thin 3 px walls, 44% of the pixels, around large regions): the
+    walls' long skeleton must not give them more than their share of the strokes."""
+    mask = np.ones((192, 192), np.uint8)
+    for k in range(0, 192, 12):
+        mask[k:k + 3, :] = 0
+        mask[:, k:k + 3] = 0
+    out = scribble_mask(mask, 0.05, np.random.default_rng(0))
+    labelled = out != 255
+    wall_share = float((mask == 0).mean())
+    assert (out[labelled] == 0).mean() == pytest.approx(wall_share, abs=0.06)
+
+
 def test_strokes_follow_the_skeleton_of_their_region() -> None:
     """Below the widening point, every stroke pixel is within 1 px of its class's skeleton
     (3 px wide strokes), and a stroke never crosses into another class."""

@@ -95,6 +95,8 @@ def test_fit_evaluate_predict_round_trip(tmp_path: Path, synthetic_folder: Path)
     assert set(metrics["per_class"]) == set(CLASSES)
     assert "dice" not in metrics  # multi-class: no single foreground score
     # the same model on the same split, both in float32: the report's numbers exactly
+    fitted = summary["calibration"].pop("fitted")  # the report adds fit's own calibration
+    assert fitted["ece_after"] <= fitted["ece_before"] + 1e-9
     assert {k: v for k, v in summary.items() if k not in ("split", "best_epoch")} == metrics
     per_image = (out / "eval" / "per_image.csv").read_text().splitlines()
     assert len(per_image) == 1 + len(splits["val"])

@@ -252,10 +252,16 @@ class TruthPredictor:
     """Predicts a fixed mask: lets instance scoring be checked exactly."""
 
     binary, class_names = True, ["background", "foreground"]
-    engine, precision = "truth", "32"
+    engine, precision, meta = "truth", "32", {}
 
     def __init__(self, mask: np.ndarray) -> None:
         self.mask = mask
+
+    def probabilities(self, image: np.ndarray, name: str = "image") -> np.ndarray:
+        return self.mask[None].astype(np.float32)  # certain: 1 on the mask, 0 elsewhere
+
+    def mask_from_probabilities(self, probs: np.ndarray, threshold: float = 0.5) -> np.ndarray:
+        return (probs[0] > threshold).astype(np.uint8)
 
     def predict(self, image: np.ndarray, name: str = "image") -> np.ndarray:
         return self.mask

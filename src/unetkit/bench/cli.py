@@ -1,4 +1,4 @@
-"""`unetkit bench [speed|data|quality|serve]`: the command group, mounted by unetkit.cli.
+"""`unetkit bench [speed|data|quality|race|serve]`: the command group, mounted by unetkit.cli.
 
 Kept here so cli.py only mounts it; heavy imports happen inside the commands.
 """
@@ -13,6 +13,7 @@ from typing import Annotated, Any
 
 import typer
 
+from unetkit.bench.race import race_command
 from unetkit.cli_support import guarded
 from unetkit.errors import UsageError
 
@@ -110,7 +111,7 @@ def speed(as_json: JsonOpt = False, quick: QuickOpt = False, batch: BatchOpt = 8
 
     Interleaved in one run on the same inputs; ratio = unetkit / reference (> 1: unetkit
     is faster). Also the data pipeline and, with --levers (default), BN folding,
-    onnxruntime, int8, torch.compile, threads and loader workers, each checked for
+    onnxruntime, OpenVINO, int8, torch.compile, threads and loader workers, each checked for
     accuracy. A full run takes 10-20 minutes on a 2-core CPU.
 
     Example: unetkit bench speed --json
@@ -202,6 +203,32 @@ def quality(budget: Annotated[str, typer.Option(help="Training wall-time budget,
     _emit(result, as_json, format_quality, out, "bench_quality.json")
 
 
+@bench.command()
+@guarded
+def scaling(sizes: Annotated[str, typer.Option(help="Image sides to predict, comma-separated "
+                                               "(one fresh process each).")
+                             ] = "1024,4096,8192,16384",
+            tile: Annotated[int, typer.Option(help="Tile side, as predict --tile.")] = 512,
+            threads: Annotated[int | None, typer.Option(help="Torch threads (default: "
+                                                        "torch's).")] = None,
+            precision: PrecisionOpt = "auto", as_json: JsonOpt = False,
+            out: OutOpt = Path("runs/bench")) -> None:
+    """Predict's seconds per megapixel and peak memory from 1k² to 16k² pixels (tiled, a
+    small U-Net, a synthetic image); writes bench_scaling.json. Also part of `bench speed`.
+
+    Example: unetkit bench scaling --sizes 1024,4096 --json
+    """
+    from unetkit.bench.scaling import format_scaling, run_scaling
+    from unetkit.device import check_precision
+
+    try:
+        sides = [int(s) for s in sizes.split(",") if s.strip()]
+    except ValueError:
+        raise UsageError(f"--sizes {sizes!r} must be whole numbers, e.g. 1024,4096.") from None
+    _emit(run_scaling(sides, tile, threads, check_precision(precision), quiet=as_json),
+          as_json, format_scaling, out, "bench_scaling.json")
+
+
 @bench.command("serve")
 @guarded
 def serve_bench(as_json: JsonOpt = False,
@@ -219,6 +246,9 @@ def serve_bench(as_json: JsonOpt = False,
 
     _emit(run_serve(requests, clients, size, quiet=as_json), as_json, format_serve, out,
           "bench_serve.json")
+
+
+bench.command("race")(guarded(race_command))  # bench/race.py: unetkit beside its peers
 
 
 def make_bench_app() -> typer.Typer:

@@ -15,8 +15,11 @@ from torch import nn
 
 from unetkit.bench.measure import Variant
 from unetkit.bench.runners import eager_probs, predictor_forward
+from unetkit.device import cpu_has_bf16
 
 Forward = Callable[[torch.Tensor], torch.Tensor]
+OPENVINO_LEVERS = {"openvino": "32", "openvino_bf16": "bf16-mixed", "openvino_int8": "int8"}
+CPU_ONLY = ("onnxruntime", "onnxruntime_int8", *OPENVINO_LEVERS)
 
 
 def build_lever(name: str, trained: nn.Module, device: torch.device, example: torch.Tensor,
@@ -52,6 +55,8 @@ def build_lever(name: str, trained: nn.Module, device: torch.device, example: to
                 "static int8 QDQ (per-channel weights, uint8 activations, reduce_range), "
                 f"calibrated on {len(calib)} batches, run by Predictor on the onnxruntime "
                 "session")
+    if name in OPENVINO_LEVERS:
+        return _openvino_lever(OPENVINO_LEVERS[name], trained, device, calib)
     if name == "compile":
         net = levers.Compiled(copy.deepcopy(trained).eval(), freeze=True)
         return (predictor_forward(net, device),
@@ -60,6 +65,24 @@ def build_lever(name: str, trained: nn.Module, device: torch.device, example: to
         return (predictor_forward(copy.deepcopy(trained), device, "bf16-mixed"),
                 "Predictor with precision bf16-mixed (autocast)")
     return None
+
+
+def _openvino_lever(precision: str, trained: nn.Module, device: torch.device,
+                    calib: list[torch.Tensor]) -> tuple[Forward, str]:
+    """unetkit's OpenVINO engine (infer/openvino_engine.py) on the export or its int8 model."""
+    from unetkit.bench import levers
+    from unetkit.infer.engines import build_runner
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        data = levers.export_bytes(trained)
+        if precision == "int8":
+            data = levers.quantize_int8(data, calib)
+    note = {"32": "INFERENCE_PRECISION_HINT f32", "bf16-mixed": "INFERENCE_PRECISION_HINT bf16",
+            "int8": f"the onnxruntime_int8 lever's QDQ model (calibrated on {len(calib)} "
+                    "batches), f32 elsewhere"}[precision]
+    return (predictor_forward(build_runner(trained, "openvino", precision, data), device),
+            f"Predictor on unetkit's OpenVinoEngine (CPU plugin), {note}")
 
 
 def lever_variants(fam: Any, trained: nn.Module, device: torch.device, x: torch.Tensor,
@@ -71,7 +94,8 @@ def lever_variants(fam: Any, trained: nn.Module, device: torch.device, x: torch.
     info: dict[str, dict[str, Any]] = {}
     for name in fam.infer_levers:
         if (name == "compile" and not opts.compile) or \
-                (name in ("onnxruntime", "onnxruntime_int8") and device.type != "cpu"):
+                (name in CPU_ONLY and device.type != "cpu") or \
+                (name == "openvino_bf16" and not cpu_has_bf16()):
             continue
         t0 = time.perf_counter()
         try:

@@ -122,8 +122,11 @@ class ReferenceRunner:
             return torch.sigmoid(self.model(x.to(self.device))).cpu()
 
 
-def smp_unet(encoder: str = "mobilenet_v2", classes: int = 1) -> nn.Module:
-    """segmentation_models_pytorch's Unet with random encoder weights, as users build it."""
+def smp_unet(encoder: str = "mobilenet_v2", classes: int = 1, in_channels: int = 3,
+             **options: object) -> nn.Module:
+    """segmentation_models_pytorch's Unet with random encoder weights, as users build it
+    (`options`: smp's own, e.g. decoder_channels)."""
     import segmentation_models_pytorch as smp
 
-    return smp.Unet(encoder, encoder_weights=None, in_channels=3, classes=classes)
+    return smp.Unet(encoder, encoder_weights=None, in_channels=in_channels, classes=classes,
+                    **options)

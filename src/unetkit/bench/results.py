@@ -8,8 +8,8 @@ from typing import Any
 import torch
 
 from unetkit.bench.measure import Variant, ratio, round_ratios, sig
+from unetkit.infer.engine_records import AGREEMENT  # levers keep predict's agreement rule
 
-AGREEMENT = 0.995  # inference levers must keep this fraction of mask pixels
 WIN = 1.05  # a lever wins when it is at least this much faster than unetkit's default
 
 

@@ -96,7 +96,10 @@ def _start(tmp: Path, size: int) -> tuple[Any, threading.Thread, str, list[bytes
                        meta={"class_names": ["background", "ellipse", "polygon", "curve"],
                              "binary": False})
     app = create_app(Studio.open(data, tmp / "run", Settings(port=0)))
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning"))
+    # log_config=None: leave logging alone (uvicorn would bind handlers to the sys.stderr of
+    # the moment, which a caller such as a test runner may close while the server still runs)
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning",
+                                           log_config=None))
     thread = threading.Thread(target=server.run, name="unetkit-bench-serve", daemon=True)
     thread.start()
     deadline = time.monotonic() + START_TIMEOUT_S

@@ -54,7 +54,7 @@ from unetkit.bench.runners import (
     make_batch,
     predictor_forward,
 )
-from unetkit.bench.threads import probe_threads
+from unetkit.bench.threads import probe_threads, train_processes
 
 LOSS_TOLERANCE = 0.02  # absolute, or twice the standard error of the baseline's final loss
 
@@ -80,11 +80,14 @@ class SpeedOptions:
     device: str | None = None
     quiet: bool = False
     precision: str = "auto"  # unetkit's training and predict precision (auto: as fit/predict)
+    scaling: bool | None = None  # predict_scaling (bench/scaling.py); None = on unless quick
+    scaling_sizes: tuple[int, ...] | None = None  # None = bench/scaling.py's SIZES
 
     def resolved(self) -> SpeedOptions:
         q = self.quick
         out = copy.copy(self)
         out.compile = (not q) if self.compile is None else self.compile
+        out.scaling = (not q) if self.scaling is None else self.scaling
         out.rounds = self.rounds or (1 if q else 3)
         out.target_s = (0.0 if q else 3.0) if self.target_s is None else self.target_s
         out.check_steps = self.check_steps if self.check_steps is not None else (3 if q else 50)
@@ -104,6 +107,8 @@ class Family:
     reference_label: str
     make_reference: Callable[[], nn.Module]
     extras: list[tuple[str, str, dict[str, Any]]] = field(default_factory=list)
+    # the OpenVINO levers (bench/infer_levers.py OPENVINO_LEVERS) are not in these lists: all
+    # three built in one process beside the others, a later step crashed (heap corruption)
     infer_levers: tuple[str, ...] = ("nchw", "channels_last_model", "bn_fold",
                                      "bn_fold_channels_last_model", "onnxruntime",
                                      "onnxruntime_int8", "compile")
@@ -342,8 +347,15 @@ def run_speed(opts: SpeedOptions | None = None) -> dict[str, Any]:
                 levers_all["data_workers"] = result["data"].pop("workers_lever")
         if probe is not None:
             levers_all["threads"] = probe
+            say("train_processes: 1 process vs N DDP processes", opts.quiet)
+            result["train_processes"] = train_processes(device, opts)
         if opts.levers:
             result["levers"] = levers_all
+        if opts.scaling:
+            from unetkit.bench.scaling import SIZES, run_scaling
+
+            result["predict_scaling"] = run_scaling(opts.scaling_sizes or SIZES,
+                                                    threads=threads, quiet=opts.quiet)
         result["settings"] = {
             "device": device.type, "threads": torch.get_num_threads(),
             "threads_chosen_by": chosen_by, "interop_threads": torch.get_num_interop_threads(),
@@ -366,7 +378,7 @@ def run_speed(opts: SpeedOptions | None = None) -> dict[str, Any]:
 
 def _versions() -> dict[str, str]:
     out = {}
-    for mod in ("timm", "segmentation_models_pytorch", "onnxruntime", "lightning"):
+    for mod in ("timm", "segmentation_models_pytorch", "onnxruntime", "openvino", "lightning"):
         try:
             out[mod] = __import__(mod).__version__
         except Exception:  # noqa: BLE001

@@ -22,11 +22,31 @@ def format_table(result: dict[str, Any]) -> str:
         lines += ["", f"data pipeline ({d['images']} images {d['image_size']}px -> "
                       f"{d['crop']} crops, batch {d['batch']}): cold {d['cold_ips']:.3g} "
                       f"img/s, cached {d['cached_ips']:.3g} img/s"]
+    if result.get("train_processes"):
+        lines += ["", processes_line(result["train_processes"])]
     if result.get("levers"):
         lines += ["", *_lever_lines(result["levers"])]
+    if result.get("predict_scaling"):
+        from unetkit.bench.scaling import format_scaling
+
+        lines += ["", format_scaling(result["predict_scaling"])]
     lines += ["", "ratio = unetkit img/s / reference img/s (> 1: unetkit is faster); +MB = "
                   "peak resident memory a step adds"]
     return "\n".join(lines)
+
+
+def processes_line(p: dict[str, Any]) -> str:
+    """`train_processes`: training images/s on one process against N DDP processes."""
+    one = ", ".join(f"{k.split('_')[2]} thread(s) {v:.3g}" for k, v in p.items()
+                    if k.startswith("1_process_"))
+    head = f"train_processes ({p['model']}, batch {p['batch']}): 1 process: {one or '-'}"
+    n = p["processes"]
+    if f"{n}_processes_ips" not in p:
+        return f"{head}; processes not measured: {p.get('error') or p.get('skipped')}"
+    return (f"{head}; {n} processes x {p['threads_each']} thread(s): "
+            f"{p[f'{n}_processes_ips']:.3g} img/s, "
+            f"{p[f'ratio_{n}_processes_vs_best_1_process']:.2f}x the best single process "
+            f"(start-up {p['startup_s']:.0f}s)")
 
 
 def _family_lines(key: str, b: dict[str, Any]) -> list[str]:

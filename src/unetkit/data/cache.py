@@ -107,6 +107,11 @@ class ArrayCache:
     def __len__(self) -> int:
         return len(self.names)
 
+    def __reduce__(self) -> tuple:
+        """Pickle as the directory: processes started for training (DDP spawn, loader
+        workers) map the same files instead of receiving a copy of every image."""
+        return (ArrayCache, (self.directory,))
+
     def image(self, i: int) -> np.ndarray:
         h, w, c = self.shapes[i]
         start = self.offsets[i]

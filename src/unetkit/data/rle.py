@@ -32,9 +32,14 @@ def rle_encode(mask: np.ndarray, order: str = "row") -> str:
     mask = np.asarray(mask)
     if mask.ndim != 2:
         raise UnetkitError(f"RLE needs a 2-D mask, but got one with shape {mask.shape}.")
-    pixels = (mask != 0).ravel(order=flat_order).astype(np.int8)
-    # edges of runs: +1 where a run starts, -1 one past where it ends (0-based)
-    edges = np.flatnonzero(np.diff(np.concatenate(([0], pixels, [0]))))
+    pixels = (mask != 0).ravel(order=flat_order)
+    if pixels.size == 0:
+        return ""
+    # run edges (0-based): where a run starts and one past where it ends. Compared as bool,
+    # two bytes a pixel: padding with [0] and np.diff would make int64 copies (16 B/pixel)
+    inner = np.flatnonzero(pixels[1:] != pixels[:-1]) + 1
+    edges = np.concatenate([np.array([0] if pixels[0] else [], np.int64), inner,
+                            np.array([pixels.size] if pixels[-1] else [], np.int64)])
     if edges.size == 0:
         return ""
     starts, ends = edges[0::2], edges[1::2]

@@ -10,9 +10,11 @@ class, so every stroke pixel carries its true class. Everything else becomes 255
 One mask (`scribble_mask`): each class region's skeleton is cut at its junctions and on a
 randomly offset grid of `segment`-pixel cells into pieces; each piece is dilated to the stroke
 width inside its own region. Pieces are kept in random order until `fraction` of the image's
-pixels is annotated, one piece of every class present first; the last piece is kept only when
-that lands nearer the target. Should the skeletons run out first, the strokes are widened ring
-by ring inside their regions.
+pixels is annotated, one piece of every class present first, each class taking its share of
+the target in proportion to its area (thin classes have long skeletons for their area; taken
+uniformly, their strokes would outnumber the others' and teach the model a wrong class
+prior); a class's last piece is kept only when that lands nearer its share. Should the
+skeletons run out first, the strokes are widened ring by ring inside their regions.
 """
 
 from __future__ import annotations
@@ -95,23 +97,27 @@ def stroke_pieces(mask: np.ndarray, rng: np.random.Generator, width: int = STROK
 
 
 def _choose(sizes: np.ndarray, piece_class: np.ndarray, target: int,
-            rng: np.random.Generator) -> list[int]:
-    """Piece indices: one per class first, then random ones until `target` pixels, keeping
-    the last only when that lands nearer the target."""
+            rng: np.random.Generator, areas: dict[int, int] | None = None) -> list[int]:
+    """Piece indices: one per class first, then random pieces of each class until its share
+    of `target` pixels (its share of the image's `areas`, so the strokes keep the classes'
+    proportions: an annotator covers large regions more), keeping a class's last piece only
+    when that lands nearer its share."""
     order = rng.permutation(len(sizes))
-    first = [int(order[(piece_class[order] == c) & (sizes[order] > 0)][0])
-             for c in np.unique(piece_class)]
-    chosen, total = list(first), int(sizes[first].sum())
-    taken = set(first)
-    for p in (int(p) for p in order):
-        if total >= target:
-            break
-        if p in taken or sizes[p] == 0:
-            continue
-        need = target - total
-        if sizes[p] <= need or sizes[p] < 2 * need:
-            chosen.append(p)
-            total += int(sizes[p])
+    classes = [int(c) for c in np.unique(piece_class)]
+    first = [int(order[(piece_class[order] == c) & (sizes[order] > 0)][0]) for c in classes]
+    areas = areas or {c: int(sizes[piece_class == c].sum()) for c in classes}
+    whole = max(sum(areas.get(c, 0) for c in classes), 1)
+    chosen = list(first)
+    for c, p0 in zip(classes, first, strict=True):
+        share = target * areas.get(c, 0) / whole
+        total = int(sizes[p0])
+        for p in (int(p) for p in order[piece_class[order] == c]):
+            if total >= share:
+                break
+            need = share - total
+            if p != p0 and sizes[p] > 0 and (sizes[p] <= need or sizes[p] < 2 * need):
+                chosen.append(p)
+                total += int(sizes[p])
     return chosen
 
 
@@ -153,7 +159,9 @@ def scribble_mask(mask: np.ndarray, fraction: float, rng: np.random.Generator,
         return out
     target = int(round(fraction * mask.size))
     sizes = np.bincount(labels.ravel(), minlength=len(piece_class) + 1)[1:]
-    chosen = np.asarray(_choose(sizes, piece_class, target, rng), dtype=np.int64) + 1
+    values, counts = np.unique(mask[mask != IGNORE], return_counts=True)
+    areas = {int(v): int(n) for v, n in zip(values, counts, strict=True)}
+    chosen = np.asarray(_choose(sizes, piece_class, target, rng, areas), dtype=np.int64) + 1
     annotated = np.isin(labels, chosen)
     if int(annotated.sum()) < target:
         _widen(annotated, mask, target - int(annotated.sum()), rng)

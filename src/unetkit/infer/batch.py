@@ -111,15 +111,18 @@ def predict_files(predictor: Predictor, paths: list[Path], out: Path, threshold:
                          len(paths) < 2):
         try:
             image = read_image(path)
-            if uncertainty_writer is None:
-                probs = predictor.probabilities(image, name=str(path))
-            else:
+            if uncertainty_writer is not None:
                 probs, maps = predictor.probabilities_with_uncertainty(image, name=str(path))
+            elif probabilities is None:  # mask only: large images never hold the K×H×W map
+                probs, mask = None, predictor.predict(image, threshold, name=str(path))
+            else:
+                probs = predictor.probabilities(image, name=str(path))
         except UnetkitError as exc:
             result.skipped.append((str(path), str(exc)))
             tqdm.write(f"skipped: {exc}", file=sys.stderr)  # on its own line, under the bar
             continue
-        mask = predictor.mask_from_probabilities(probs, threshold)
+        if probs is not None:
+            mask = predictor.mask_from_probabilities(probs, threshold)
         if postprocess is not None:
             mask = postprocess(mask)
         stem = path.stem
@@ -129,7 +132,7 @@ def predict_files(predictor: Predictor, paths: list[Path], out: Path, threshold:
             encoded = mask * 255
         else:
             encoded = mask
-        save_png(encoded.astype(np.uint8), out / f"{stem}.png")
+        save_png(encoded.astype(np.uint8, copy=False), out / f"{stem}.png")
         result.written.append(out / f"{stem}.png")
         if write_overlay:
             save_png(overlay(image, mask, names), out / f"{stem}_overlay.png")

@@ -148,7 +148,7 @@ def _masks(logits: np.ndarray) -> np.ndarray:
     return logits[:, 0] > 0 if logits.shape[1] == 1 else logits.argmax(1)
 
 
-def _image_input(model: nn.Module, image: np.ndarray, name: str) -> torch.Tensor:
+def image_input(model: nn.Module, image: np.ndarray, name: str) -> torch.Tensor:
     """A real image as the model sees it: normalised, at the working scale (and, for valid
     models, centre-cropped to the largest size the model accepts)."""
     x = model_input(image, dict(getattr(model, "unetkit_meta", None) or {}), name)[0]
@@ -240,7 +240,7 @@ def export_onnx(model: nn.Module, opset: int = OPSET, check_image: np.ndarray | 
     result = ExportResult(data, metadata, diff,
                           precision=resolve_precision(precision, torch.device("cpu"), "export"))
     if check_image is not None:
-        x = _image_input(net, check_image, image_name)
+        x = image_input(net, check_image, image_name)
         exported = engine.logits(x)
         result.image_max_abs_diff = _max_diff(_torch_logits(graph, x), exported, image_name)
         reference = _masks(_torch_logits(graph, x, result.precision))
@@ -309,6 +309,8 @@ class OnnxEngine:
     gets).
     """
 
+    engine_name = "onnx"  # what Predictor and evaluate record as the engine
+
     def __init__(self, session: Any) -> None:
         self.session = session
         self.metadata = read_metadata(session)
@@ -333,6 +335,11 @@ class OnnxEngine:
         depth = int(self.metadata.get("valid_depth") or
                     self.unetkit_arch.get("options", {}).get("depth", 4)) if valid else 0
         return Geometry(multiple, int(self.metadata.get("pooling_grid", multiple)), valid, depth)
+
+    @property
+    def precision(self) -> str:
+        """"int8" for a quantised export (infer/quantize.py marks it), else "32"."""
+        return self.metadata.get("precision", "32")
 
     def output_margin(self, size: int) -> int:
         """Pixels a valid-padding export loses per side for an input side (0 otherwise)."""
@@ -370,15 +377,25 @@ def load_for_engine(path: str | Path, engine: str = "torch") -> Any:
     default) is reused when it is newer than the weights and config; otherwise the model is
     exported in memory and verified first.
     """
-    from unetkit.models.artifact import CONFIG_NAME, WEIGHTS_NAME, find_artifact, load_model
+    from unetkit.models.artifact import find_artifact, load_model
 
     check_engine(engine)
     if engine == "torch":
         return load_model(path)
     directory = find_artifact(path)
-    cached = directory / ONNX_NAME
+    cached = fresh_export(directory, ONNX_NAME)
+    if cached is not None:
+        return OnnxEngine(make_session(cached))
+    return OnnxEngine.from_module(load_model(directory))
+
+
+def fresh_export(directory: Path, name: str) -> Path | None:
+    """directory/name when it exists and is newer than the artifact's weights and config."""
+    from unetkit.models.artifact import CONFIG_NAME, WEIGHTS_NAME
+
+    cached = directory / name
     sources = [directory / WEIGHTS_NAME, directory / CONFIG_NAME]
     if cached.is_file() and all(p.is_file() for p in sources) and \
             cached.stat().st_mtime >= max(p.stat().st_mtime for p in sources):
-        return OnnxEngine(make_session(cached))
-    return OnnxEngine.from_module(load_model(directory))
+        return cached
+    return None

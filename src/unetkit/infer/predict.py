@@ -54,15 +54,16 @@ def tta_transforms(square: bool) -> list[tuple[Callable, Callable]]:
 class Predictor:
     """Runs one model on numpy images; holds the device, tiling and TTA choices.
 
-    `model` is a PyTorch model (from `load_model`/`build_model`), an `OnnxEngine`, or an
-    onnxruntime InferenceSession of a `unetkit export` file. `engine="onnx"` exports a
+    `model` is a PyTorch model (from `load_model`/`build_model`), an `OnnxEngine` (onnxruntime
+    or OpenVINO, float32 or int8: infer/engines.py builds them), or an onnxruntime
+    InferenceSession of a `unetkit export` file. `engine="onnx"` exports a
     PyTorch model in memory and runs it on onnxruntime (infer/engines.py chooses). The engine
     only changes the function that maps a normalised batch to logits; preparing the input
     (infer/preprocess.py), tiling, TTA and thresholding are shared, and the tiles follow the
     model's declared geometry (models/geometry.py).
     `precision` "auto" resolves per `purpose` (see `unetkit.device.resolve_precision`): masks
-    may run in bf16 where the CPU has it natively, evaluation always in float32; onnxruntime
-    runs float32 only. The resolved value is `self.precision`.
+    may run in bf16 where the CPU has it natively, evaluation always in float32; an
+    OnnxEngine runs at the precision it was built at. The resolved value is `self.precision`.
     """
 
     def __init__(self, model: Any, device: str | torch.device | None = None,
@@ -72,7 +73,7 @@ class Predictor:
         engines.check_engine(engine)
         check_precision(precision)
         runner = engines.onnx_runner(model, engine)
-        self.engine = "torch" if runner is None else "onnx"
+        self.engine = "torch" if runner is None else runner.engine_name  # onnx, openvino
         if runner is not None:
             model = runner
             if precision not in ("auto", "32"):
@@ -80,7 +81,7 @@ class Predictor:
                                  f"--engine onnx runs float32 (use --precision 32 or auto).")
             self.device = torch.device("cpu")  # onnxruntime takes and returns host arrays
             self.model = model
-            self.precision = "32"
+            self.precision = runner.precision  # what the engine was built at: 32, int8, ...
         else:
             self.device = pick_device(device)
             self.precision = resolve_precision(precision, self.device, purpose)
@@ -105,7 +106,7 @@ class Predictor:
     def logits(self, batch: torch.Tensor) -> torch.Tensor:
         """The engine's one job: a normalised N×C×H×W batch -> N×K×h×w float32 logits,
         divided by the artifact's temperature (calibrated; ONNX exports have it built in)."""
-        if self.engine == "onnx":
+        if self.engine != "torch":
             return self.model(batch)
         batch = batch.to(self.device).contiguous(memory_format=torch.channels_last)
         with autocast_context(self.device, self.precision):
@@ -217,9 +218,15 @@ class Predictor:
             return 512, 0
         return self.tile, 0
 
-    def _full_size(self, image: np.ndarray, name: str, fn: Callable, channels: int
-                   ) -> torch.Tensor:
-        """`fn` (a batch_* method) over the image, whole or by tiles, at the input's size."""
+    def _storage(self, wh: int, ww: int) -> torch.dtype:
+        """How a tiled map is stored (the same with or without extra channels)."""
+        return torch.float32 if self.out_channels * wh * ww <= FLOAT32_VALUES else torch.float16
+
+    def _full_size(self, image: np.ndarray, name: str, fn: Callable, channels: int,
+                   sink: Callable[[int, torch.Tensor], None] | None = None
+                   ) -> torch.Tensor | None:
+        """`fn` (a batch_* method) over the image, whole or by tiles, at the input's size.
+        With `sink` (tiled and unscaled images only) the rows go there, band by band."""
         h, w = image.shape[:2]
         x = preprocess.prepare_image(image, self.channels, name)
         wh, ww = preprocess.working_size(self.meta, h, w)
@@ -229,12 +236,13 @@ class Predictor:
         if tile is None:
             probs = fn(x[None])[0]
         else:
-            values = self.out_channels * wh * ww  # the same storage with or without extras
             probs = sliding_window(fn, x, (tile, tile), overlap=self.overlap,
                                    batch_size=self.batch_size, out_channels=channels,
                                    margin=margin, align=self.geometry.pooling_grid,
-                                   out_dtype=torch.float32 if values <= FLOAT32_VALUES
-                                   else torch.float16).clamp_(0, 1)  # rounding
+                                   out_dtype=self._storage(wh, ww), sink=sink)
+            if probs is None:
+                return None
+            probs = probs.clamp_(0, 1)  # rounding
         if (wh, ww) != (h, w):
             probs = F.interpolate(probs[None], size=(h, w), mode="bilinear",
                                   align_corners=False)[0]
@@ -274,7 +282,21 @@ class Predictor:
         return mask
 
     def predict(self, image: np.ndarray, threshold: float = 0.5, name: str = "image") -> np.ndarray:
-        return self.mask_from_probabilities(self.probabilities(image, name), threshold)
+        """The H×W uint8 mask: the one `mask_from_probabilities(probabilities(...))` gives,
+        but a tiled image at its own scale is thresholded band by band as the tiles finish,
+        so no K×H×W probability map is held (1 GB per class at 16k², in float32)."""
+        h, w = image.shape[:2]
+        if preprocess.working_size(self.meta, h, w) != (h, w) or self._tiling(h, w)[0] is None:
+            return self.mask_from_probabilities(self.probabilities(image, name), threshold)
+        mask = np.empty((h, w), dtype=np.uint8)
+        storage = self._storage(h, w)
+
+        def rows(first: int, band: torch.Tensor) -> None:  # as stored, clamped: same mask
+            probs = band.to(storage).clamp_(0, 1).numpy()
+            mask[first:first + probs.shape[1]] = self.mask_from_probabilities(probs, threshold)
+
+        self._full_size(image, name, self.batch_probabilities, self.out_channels, sink=rows)
+        return mask
 
 
 def _fold_for_inference(model: Any, device: torch.device) -> Any:

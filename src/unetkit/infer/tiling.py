@@ -64,6 +64,13 @@ def _positions(length: int, out_tile: int, overlap: float, align: int = 1) -> li
     return [round(i * units / (count - 1)) * align for i in range(count)]
 
 
+def tile_count(h: int, w: int, tile: int, overlap: float = 0.25, align: int = 1,
+               margin: int = 0) -> int:
+    """How many tiles `sliding_window` runs over an h×w image (the work, for the bench)."""
+    out = tile - 2 * margin
+    return len(_positions(h, out, overlap, align)) * len(_positions(w, out, overlap, align))
+
+
 def gaussian_axis(n: int) -> torch.Tensor:
     """A length-n float64 Gaussian with sigma = n/8, peak 1, never below 1e-4.
 
@@ -91,23 +98,24 @@ def _axis_weight_sum(starts: list[int], out_tile: int, length: int) -> torch.Ten
 
 
 class _RowBand:
-    """Blends tiles into a band of `rows` rows and hands finished rows to the output.
+    """Blends tiles into a band of `rows` rows and hands finished rows to `write`.
 
     Tiles arrive in row-major order with non-decreasing starts, so once a tile row starting
     at y begins, no later tile touches rows above y: those rows are divided by their weight
-    sum and written out. Memory is one band (K × tile height × W float32), not K × H × W.
+    sum and handed on as `write(first_row, K×n×W float32)`, top to bottom. Memory is one
+    band (K × tile height × W float32), not K × H × W.
     """
 
-    def __init__(self, out: torch.Tensor, rows: int, wsum_y: torch.Tensor,
-                 wsum_x: torch.Tensor) -> None:
-        self.out, self.wsum_y, self.wsum_x = out, wsum_y, wsum_x
-        k, _, w = out.shape
-        self.buf = torch.zeros((k, rows, w), dtype=torch.float32, device=out.device)
+    def __init__(self, channels: int, height: int, rows: int, wsum_y: torch.Tensor,
+                 wsum_x: torch.Tensor, write: Callable[[int, torch.Tensor], None]) -> None:
+        self.height, self.wsum_y, self.wsum_x, self.write = height, wsum_y, wsum_x, write
+        self.buf = torch.zeros((channels, rows, wsum_x.shape[0]), dtype=torch.float32,
+                               device=wsum_x.device)
         self.base = 0  # absolute row of buf[:, 0]
 
     def advance(self, y: int) -> None:
         """Finish every row above `y` and slide the band down to start there."""
-        y = min(max(y, self.base), self.out.shape[1])
+        y = min(max(y, self.base), self.height)
         done = y - self.base
         if done <= 0:
             return
@@ -123,12 +131,12 @@ class _RowBand:
         self.buf[:, r:r + tile.shape[1], x0:x0 + tile.shape[2]] += tile
 
     def finish(self) -> None:
-        self._write(min(self.buf.shape[1], self.out.shape[1] - self.base))
+        self._write(min(self.buf.shape[1], self.height - self.base))
 
     def _write(self, n: int) -> None:
         a = self.base
-        band = self.buf[:, :n] / self.wsum_y[None, a:a + n, None] / self.wsum_x[None, None, :]
-        self.out[:, a:a + n] = band.to(self.out.dtype)
+        self.write(a, self.buf[:, :n] / self.wsum_y[None, a:a + n, None]
+                   / self.wsum_x[None, None, :])
 
 
 def _check(image: torch.Tensor, th: int, tw: int, margin: int, overlap: float,
@@ -151,8 +159,9 @@ def _check(image: torch.Tensor, th: int, tw: int, margin: int, overlap: float,
 
 def sliding_window(predict_fn: PredictFn, image: torch.Tensor, tile: tuple[int, int],
                    overlap: float = 0.25, batch_size: int = 4, out_channels: int | None = None,
-                   margin: int = 0, align: int = 1,
-                   out_dtype: torch.dtype = torch.float32) -> torch.Tensor:
+                   margin: int = 0, align: int = 1, out_dtype: torch.dtype = torch.float32,
+                   sink: Callable[[int, torch.Tensor], None] | None = None
+                   ) -> torch.Tensor | None:
     """Predict a C×H×W image tile by tile and return the blended K×H×W output.
 
     `predict_fn` maps a B×C×th×tw batch (tile = (th, tw)) to B×K×oh×ow logits or
@@ -163,6 +172,9 @@ def sliding_window(predict_fn: PredictFn, image: torch.Tensor, tile: tuple[int, 
     Gaussian weight. `align` puts tile starts on multiples of it (see _positions; pass
     2^depth for a U-Net so tiled and whole-image predictions agree). Blending is float32;
     `out_dtype` (e.g. float16 for huge multi-class images) is only the storage of the result.
+    With `sink`, nothing is returned: `sink(first_row, rows)` gets the blended rows (K×n×W
+    float32) top to bottom as they are finished, so a caller that needs only a mask never
+    holds the K×H×W map.
     Runs under torch.no_grad on the image's device; many tiles show progress (rate, ETA).
     """
     th, tw = (int(t) for t in tile)
@@ -182,8 +194,14 @@ def sliding_window(predict_fn: PredictFn, image: torch.Tensor, tile: tuple[int, 
 
     def start(channels: int) -> _RowBand:
         nonlocal result
-        result = torch.empty((channels, h, w), dtype=out_dtype, device=device)
-        return _RowBand(result, oh, wsum_y, wsum_x)
+        if sink is not None:
+            return _RowBand(channels, h, oh, wsum_y, wsum_x, sink)
+        out = result = torch.empty((channels, h, w), dtype=out_dtype, device=device)
+
+        def store(first: int, rows: torch.Tensor) -> None:
+            out[:, first:first + rows.shape[1]] = rows.to(out_dtype)
+
+        return _RowBand(channels, h, oh, wsum_y, wsum_x, store)
 
     if out_channels is not None:
         band = start(out_channels)
@@ -217,6 +235,6 @@ def sliding_window(predict_fn: PredictFn, image: torch.Tensor, tile: tuple[int, 
                 tile_w = weight[y0 - y:y1 - y, x0 - x:x1 - x]
                 band.add(out[k, :, y0 - y:y1 - y, x0 - x:x1 - x] * tile_w, y0, x0)
             del out, batch
-    assert band is not None and result is not None  # at least one tile always runs
+    assert band is not None  # at least one tile always runs
     band.finish()
     return result

@@ -49,10 +49,12 @@ def csv_row(maps: UncertaintyMaps, image: str) -> dict[str, Any]:
 
 class UncertaintyWriter:
     """Writes each image's maps as it comes and the CSV at the end (`predict_files` calls
-    `write`; use as a context manager, or call `close`)."""
+    `write`; use as a context manager, or call `close`). `csv_path` moves the CSV (a
+    distributed rank writes its part there; default OUT/uncertainty.csv)."""
 
-    def __init__(self, out: Path) -> None:
+    def __init__(self, out: Path, csv_path: Path | None = None) -> None:
         self.out = Path(out)
+        self.csv_path = Path(csv_path) if csv_path is not None else self.out / CSV_NAME
         self.rows: list[dict[str, Any]] = []
 
     def write(self, maps: UncertaintyMaps, stem: str, image: str) -> None:
@@ -63,7 +65,7 @@ class UncertaintyWriter:
         self.rows.append(csv_row(maps, image))
 
     def close(self) -> None:
-        write_per_image(self.rows, self.out / CSV_NAME)
+        write_per_image(self.rows, self.csv_path)
 
     def __enter__(self) -> UncertaintyWriter:
         return self

@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from unetkit.plan.cpu_layout import Layout, val_per_process
 from unetkit.plan.probe import Measurements
 from unetkit.plan.record import Decision
 
@@ -28,26 +29,34 @@ def epoch_cost(speed: Any, m: Measurements, augment: str, dd: dict[str, Decision
     `fit` runs an epoch: `_samples` patches (drop_last), then full-size validation."""
     n_val, batch, size = dd["_n_val"].value, dd["batch_size"].value, dd["size"].value
     samples = dd["_samples"].value
-    step_s = speed.step_s
+    layout = _layout(dd)  # N CPU processes: each steps, loads and validates its share
+    step_s = speed.step_s * layout.step_factor
     if list(speed.size) != list(size) or speed.batch != batch:  # measured elsewhere: rescale
         step_s *= (size[0] * size[1] * batch) / (speed.size[0] * speed.size[1] * speed.batch)
-    loader = m.loader_s_per_image.get(augment, 0.0)
+    loader = m.loader_s_per_image.get(augment, 0.0) / layout.devices
     if weight_maps:
-        loader += m.loader_s_per_image.get("weight_maps", 0.0)
+        loader += m.loader_s_per_image.get("weight_maps", 0.0) / layout.devices
     if m.machine.device == "cuda":  # loader workers overlap data and compute
         loader /= max(1, min(8, m.machine.cores - 1))
     steps = samples // batch if samples > batch else 1
     train_s = steps * (step_s + batch * loader)
-    val_s = max(n_val, 1) * speed.eval_s_per_image * 1.2
+    val_s = val_per_process(n_val, layout) * speed.eval_s_per_image * layout.eval_factor * 1.2
     epoch_s = train_s + val_s + 2.5 * speed.checkpoint_s + EPOCH_FIXED_S
     return {"epoch_s": epoch_s, "steps_per_epoch": steps,
             "images_per_s": steps * batch / train_s}
 
 
-def fixed_costs(m: Measurements, speed: Any, n_val: int, budget_s: float) -> dict[str, float]:
+def _layout(dd: dict[str, Decision]) -> Layout:
+    """The planner's threads-vs-processes choice (cpu_layout.py); one process if none."""
+    chosen = dd.get("_layout")
+    return chosen.value if chosen is not None else Layout(1, "")
+
+
+def fixed_costs(m: Measurements, speed: Any, n_val: int, budget_s: float,
+                extra_startup_s: float = 0.0) -> dict[str, float]:
     shown = min(4, max(n_val, 1))
     return {"planning_s": m.prepare_s + m.probe_s,
-            "startup_s": FIT_STARTUP_S.get(m.machine.device, 10.0),
+            "startup_s": FIT_STARTUP_S.get(m.machine.device, 10.0) + extra_startup_s,
             "report_s": REPORT_FIXED_S + (max(n_val, 1) + shown) * speed.eval_s_per_image * 1.3,
             "margin_s": MARGIN * budget_s}
 
@@ -55,7 +64,7 @@ def fixed_costs(m: Measurements, speed: Any, n_val: int, budget_s: float) -> dic
 def schedule(speed: Any, m: Measurements, budget_s: float, augment: str,
              dd: dict[str, Decision], weight_maps: bool = False) -> dict[str, Any]:
     n_val = dd["_n_val"].value
-    fixed = fixed_costs(m, speed, n_val, budget_s)
+    fixed = fixed_costs(m, speed, n_val, budget_s, _layout(dd).startup_s)
     ep = epoch_cost(speed, m, augment, dd, weight_maps)
     train_s = budget_s - sum(fixed.values())
     epochs = max(0, int(train_s // ep["epoch_s"]))
@@ -70,7 +79,7 @@ def needed_budget(speed: Any, m: Measurements, augment: str, dd: dict[str, Decis
                   weight_maps: bool = False) -> float:
     ep = epoch_cost(speed, m, augment, dd, weight_maps)
     epochs = math.ceil(MIN_STEPS / ep["steps_per_epoch"])
-    fixed = fixed_costs(m, speed, dd["_n_val"].value, 0.0)
+    fixed = fixed_costs(m, speed, dd["_n_val"].value, 0.0, _layout(dd).startup_s)
     return (sum(fixed.values()) + epochs * ep["epoch_s"]) / (1 - MARGIN)
 
 

@@ -44,7 +44,15 @@ from typing import Any
 
 from unetkit.config import parse_duration
 from unetkit.errors import UsageError
-from unetkit.plan.budget import MIN_STEPS, memory_ok, needed_budget, nice_duration, schedule
+from unetkit.plan.budget import (
+    MIN_STEPS,
+    fixed_costs,
+    memory_ok,
+    needed_budget,
+    nice_duration,
+    schedule,
+)
+from unetkit.plan.cpu_layout import Layout, choose_layout, layout_batch, processes_to_probe
 from unetkit.plan.data_decisions import data_decisions, loss_decisions
 from unetkit.plan.fingerprint import Fingerprint, compute_fingerprint
 from unetkit.plan.probe import Candidate, Machine, Measurements, machine_info, probe_hardware
@@ -133,9 +141,29 @@ def _choose_model(fp: Fingerprint, m: Measurements, budget_s: float, augment: st
     return best, sched[best.key], why
 
 
+def _plan_layout(m: Measurements, dd: dict[str, Decision], augment: str,
+                 budget: float) -> Layout:
+    """Threads or processes on CPU (cpu_layout.py), recorded in `dd` for the budget."""
+    fixed = fixed_costs(m, m.speeds[0], dd["_n_val"].value, budget)
+    layout = choose_layout(m, dd["batch_size"].value, augment, budget - sum(fixed.values()))
+    dd["_layout"] = Decision(layout, "")
+    _even_batch(dd, layout)
+    return layout
+
+
+def _even_batch(dd: dict[str, Decision], layout: Layout) -> None:
+    """Round the planned batch down to split evenly over the layout's processes."""
+    batch = dd["batch_size"].value
+    even = layout_batch(batch, layout)
+    if even != batch:
+        dd["batch_size"] = Decision(even, f"{dd['batch_size'].reason}; {even}, to split "
+                                    f"evenly over {layout.devices} processes")
+
+
 def _optimisation_decisions(speed: Any, sched: dict[str, Any], budget: float,
-                            m: Measurements) -> dict[str, Decision]:
-    """Optimiser, rate, schedule, epoch cap and time limit, precision and threads."""
+                            m: Measurements, layout: Layout | None = None
+                            ) -> dict[str, Decision]:
+    """Optimiser, rate, schedule, epoch cap and time limit, precision, threads, processes."""
     d: dict[str, Decision] = {}
     opts = dict(speed.options)
     pretrained = speed.model != "unet"
@@ -164,7 +192,22 @@ def _optimisation_decisions(speed: Any, sched: dict[str, Any], budget: float,
                             + ", ".join(f"{k}: {v:.2f} s/step" for k, v in
                                         m.threads_tested.items()) + ")" if m.threads_tested
                             else "torch's default for this machine")
+    if layout is not None and m.machine.device == "cpu":
+        d["devices"] = Decision(layout.devices, layout.reason)
     return d
+
+
+def _checked_inputs(m: Measurements, budget_s: float | str, fixed: dict[str, Any] | None
+                    ) -> tuple[float, dict[str, Any]]:
+    """The budget in seconds and the pinned decisions, refusing what cannot be planned."""
+    budget = float(parse_duration(budget_s, "--budget") if isinstance(budget_s, str) else budget_s)
+    fixed = dict(fixed or {})
+    unknown = sorted(set(fixed) - {"loss", "augment"})
+    if unknown:
+        raise UsageError(f"A plan can be fixed only in loss and augment, not {unknown}.")
+    if not m.speeds:
+        raise UsageError("The measurements hold no model speeds; run `unetkit plan` to probe.")
+    return budget, fixed
 
 
 def decide(fp: Fingerprint, m: Measurements, budget_s: float | str, data: str | None = None,
@@ -173,13 +216,7 @@ def decide(fp: Fingerprint, m: Measurements, budget_s: float | str, data: str | 
 
     `fixed` pins decisions the user made ("loss", "augment"); the rest adapt to them.
     """
-    budget = float(parse_duration(budget_s, "--budget") if isinstance(budget_s, str) else budget_s)
-    fixed = dict(fixed or {})
-    unknown = sorted(set(fixed) - {"loss", "augment"})
-    if unknown:
-        raise UsageError(f"A plan can be fixed only in loss and augment, not {unknown}.")
-    if not m.speeds:
-        raise UsageError("The measurements hold no model speeds; run `unetkit plan` to probe.")
+    budget, fixed = _checked_inputs(m, budget_s, fixed)
     dd = data_decisions(fp, m.machine.device)
     ld = loss_decisions(fp)
     if "loss" in fixed:
@@ -187,6 +224,7 @@ def decide(fp: Fingerprint, m: Measurements, budget_s: float | str, data: str | 
     weight_maps = ld["loss"].value == "weighted-ce"
     n_train = dd["_n_train"].value
     augment = fixed.get("augment") or ("strong" if n_train <= SMALL_DATA else "default")
+    layout = _plan_layout(m, dd, augment, budget)
     speed, sched, model_reason = _choose_model(fp, m, budget, augment, dd, weight_maps)
     aug_reason = (f"strong (elastic, larger affine, gamma, blur, noise) for a small training set "
                   f"({n_train} image(s)) over ~{sched['epochs']} passes over its area")
@@ -194,6 +232,7 @@ def decide(fp: Fingerprint, m: Measurements, budget_s: float | str, data: str | 
         aug_reason = "as asked"
     elif augment == "strong" and sched["epochs"] < STRONG_MIN_EPOCHS:
         augment = "default"
+        layout = _plan_layout(m, dd, augment, budget)  # its data loading costs less
         speed, sched, model_reason = _choose_model(fp, m, budget, augment, dd, weight_maps)
         aug_reason = (f"default: only ~{sched['epochs']} passes over the training images fit, "
                       "too few for strong augmentation to pay off (the model underfits before "
@@ -209,6 +248,7 @@ def decide(fp: Fingerprint, m: Measurements, budget_s: float | str, data: str | 
             f"{old_batch} would leave only {old_steps} optimiser steps in the budget; a short "
             f"budget needs updates more than large batches, so {batch} (at least {MIN_BATCH} "
             "for batch norm)"))
+        _even_batch(dd, layout)
         speed, sched, model_reason = _choose_model(fp, m, budget, augment, dd, weight_maps)
 
     d: dict[str, Decision] = {}
@@ -223,11 +263,12 @@ def decide(fp: Fingerprint, m: Measurements, budget_s: float | str, data: str | 
     d["augment"] = Decision(augment, aug_reason)
     d["val_split"] = dd["val_split"]
     d["test_split"] = dd["test_split"]
-    d.update(_optimisation_decisions(speed, sched, budget, m))
+    d.update(_optimisation_decisions(speed, sched, budget, m, layout))
     n_val = dd["_n_val"].value
     return Plan(data=str(data if data is not None else fp.data), format=format,
                 budget_s=budget, fingerprint=fp, measurements=m, decisions=d,
-                estimates={**sched, "val_images": n_val, "train_images": n_train})
+                estimates={**sched, "val_images": n_val, "train_images": n_train,
+                           "batch_per_process": d["batch_size"].value // layout.devices})
 
 
 # ------------------------------------------------------------------------------ make_plan ---
@@ -306,9 +347,13 @@ def make_plan(data: str | Path, budget_s: float | str, format: str = "auto",
                                       else TARGET_STEPS // 2)
 
         allowance = min(90.0, max(12.0, 0.08 * budget))
+        processes, why_not = processes_to_probe(machine.cores, batch, budget) \
+            if machine.device == "cpu" else (0, "")
         m = probe_hardware(prepared, machine, cands, size, batch, eval_size, fp.channels,
-                           fp.num_classes, allowance, worth, quiet)
+                           fp.num_classes, allowance, worth, quiet, processes)
         m.prepare_s = prepare_s
+        if why_not:
+            m.processes_tested = {"skipped": why_not}
     plan = decide(fp, m, budget, data=str(data), format=format, fixed=fixed)
     return plan
 

@@ -12,7 +12,7 @@ replayed from its recorded measurements on any machine.
 
 from __future__ import annotations
 
-import os
+import functools
 import tempfile
 import time
 from collections.abc import Callable
@@ -82,6 +82,9 @@ class Measurements:
     speeds: list[SpeedSample] = field(default_factory=list)
     threads_tested: dict[str, float] = field(default_factory=dict)  # threads -> step_s
     threads: int = 1  # thread count the speeds hold for (the faster one tested)
+    # N processes x 1 thread, DDP (plan/probe_processes.py): processes, batch_per_process,
+    # step_s, startup_s; or why it was not measured ("skipped"/"error")
+    processes_tested: dict[str, Any] = field(default_factory=dict)
     prepare_s: float = 0.0  # decoding/caching the data and the fingerprint
     probe_s: float = 0.0  # this probe
 
@@ -139,12 +142,10 @@ def _pretrained_available(channels: int) -> list[str]:
 
 def machine_info(channels: int) -> Machine:
     from unetkit.device import cpu_has_bf16, cpu_model, pick_device, resolve_precision
+    from unetkit.train.parallel import usable_cores
 
     device = pick_device()
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except AttributeError:
-        cores = os.cpu_count() or 1
+    cores = usable_cores()
     return Machine(
         device=device.type,
         device_name=torch.cuda.get_device_name() if device.type == "cuda" else cpu_model(),
@@ -188,8 +189,9 @@ def _loader_cost(data: PreparedData, size: list[int], channels: int, augment: st
     return per_image
 
 
-class _Trainer:
-    """One candidate set up the way `fit` trains it, stepped by hand."""
+class CandidateTrainer:
+    """One candidate set up the way `fit` trains it, stepped by hand (here, in the process
+    probe's DDP workers and in the bench)."""
 
     def __init__(self, cand: Candidate, channels: int, logits: int, metric_classes: int,
                  device: torch.device, precision: str) -> None:
@@ -214,13 +216,15 @@ class _Trainer:
 
         return autocast_context(self.device, self.precision)
 
-    def step(self, batch: tuple[torch.Tensor, torch.Tensor]) -> float:
+    def step(self, batch: tuple[torch.Tensor, torch.Tensor],
+             shared_step: Callable[..., Any] | None = None) -> float:
+        """Seconds for one step; `shared_step` is a DDP wrapper's (plan/probe_processes.py)."""
         from unetkit.train.module import manual_step
 
         x, y = batch[0].to(self.device), batch[1].to(self.device)
         _sync(self.device)
         start = time.perf_counter()
-        manual_step(self.module, self.opt, (x, y), self.precision)
+        manual_step(self.module, self.opt, (x, y), self.precision, shared_step)
         _sync(self.device)
         return time.perf_counter() - start
 
@@ -246,7 +250,7 @@ class _Trainer:
             return time.perf_counter() - start
 
 
-def _thread_test(trainer: _Trainer, batches: list, threads: int, m: Measurements) -> float:
+def _thread_test(trainer: CandidateTrainer, batches: list, threads: int, m: Measurements) -> float:
     """Time one thread first (cheap even on a busy machine), then `threads`; keep the faster
     (more threads must win by THREAD_GAIN). Sets torch's threads; returns the step time."""
     torch.set_num_threads(1)
@@ -270,11 +274,13 @@ def probe_hardware(data: PreparedData, machine: Machine, candidates: list[Candid
                    size: list[int], batch: int, eval_size: list[int], channels: int,
                    num_classes: int, allowance_s: float,
                    worth_probing: Callable[[Candidate, Measurements, float], bool] | None = None,
-                   quiet: bool = False) -> Measurements:
+                   quiet: bool = False, processes: int = 0) -> Measurements:
     """Time `candidates` in order (cheapest first), within about `allowance_s` seconds.
 
     The first candidate is always measured; each later one only while the allowance lasts
     and `worth_probing(candidate, measured so far, seconds left)` says it could be chosen.
+    With `processes` > 1 (CPU), the first is also timed as `processes` DDP processes x one
+    thread each (plan/probe_processes.py), outside the allowance.
     """
     from unetkit.device import pick_device
 
@@ -291,8 +297,9 @@ def probe_hardware(data: PreparedData, machine: Machine, candidates: list[Candid
                 continue
             say(f"  probing {cand.key} ({cand.description}) at {size[0]}x{size[1]}, "
                  f"batch {batch} ...", quiet)
-            trainer = _Trainer(cand, channels, logits, 2 if logits == 1 else logits, device,
-                               machine.precision)
+            make = functools.partial(CandidateTrainer, cand, channels, logits,
+                                     2 if logits == 1 else logits, device, machine.precision)
+            trainer = make()
             if n == 0 and device.type == "cpu" and threads_before > 1:
                 step_s = _thread_test(trainer, batches, threads_before, m)
             else:
@@ -305,6 +312,10 @@ def probe_hardware(data: PreparedData, machine: Machine, candidates: list[Candid
                 # extra cost of the U-Net paper's border weight maps (loss weighted-ce)
                 m.loader_s_per_image["weight_maps"] = round(max(0.0, _loader_cost(
                     data, size, channels, "default", True) - m.loader_s_per_image["default"]), 4)
+            if n == 0 and processes > 1 and device.type == "cpu":
+                from unetkit.plan.probe_processes import probe_processes
+
+                m.processes_tested = probe_processes(make, batches, processes, quiet=quiet)
             m.speeds.append(SpeedSample(
                 key=cand.key, model=cand.model, options=dict(cand.options), size=list(size),
                 batch=batch, step_s=round(step_s, 4),

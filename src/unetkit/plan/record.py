@@ -26,7 +26,7 @@ PLAN_VERSION = 1
 # decisions that map onto FitConfig fields of the same name
 FIT_FIELDS = ("model", "model_options", "scale", "size", "batch_size", "loss", "loss_options",
               "optimizer", "lr", "weight_decay", "scheduler", "augment", "epochs", "max_time",
-              "val_split", "test_split", "precision")
+              "val_split", "test_split", "precision", "devices")
 RUNTIME_FIELDS = ("threads",)
 
 
@@ -192,6 +192,8 @@ def format_summary(plan: Plan) -> str:
     out.append(f"  {mc.device} {mc.device_name}: {mc.cores} core(s), {mc.memory_available_gb:g} "
                f"GB free, precision {mc.precision}, torch {mc.torch}, {m.threads} thread(s)"
                + (f" ({threads})" if threads else ""))
+    if mc.device == "cpu":
+        out.append(f"  processes: {processes_line(m.processes_tested)}")
     out.append("  data pipeline: " + ", ".join(
         f"{v * 1000:.0f} ms/image " + ("extra for weight maps" if k == "weight_maps" else
                                        f"({k} augmentation)")
@@ -222,6 +224,15 @@ def format_summary(plan: Plan) -> str:
                    f"image(s)), {est['steps']} optimiser steps, "
                    f"{est['train_images_per_s']:.2f} images/s")
     return "\n".join(out)
+
+
+def processes_line(p: dict[str, Any]) -> str:
+    """The process probe's result in words (plan/probe_processes.py)."""
+    if p.get("step_s"):
+        return (f"{p['processes']} x {p['threads_each']} thread(s) (DDP) "
+                f"{p['train_images_per_s']:.2f} train img/s, {p['batch_per_process']} patches "
+                f"each, {p['startup_s']:.0f}s to start")
+    return "not measured" + (f" ({p.get('skipped') or p.get('error')})" if p else "")
 
 
 def print_summary(plan: Plan) -> None:

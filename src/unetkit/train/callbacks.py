@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import math
 import os
+import time
+from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -32,12 +35,37 @@ class AtomicCheckpointIO(TorchCheckpointIO):
             os.fsync(f.fileno())
 
 
-def training_clock(max_time: float | None) -> Timer:
+class TrainingClock(Timer):
+    """Lightning's Timer, able to leave out time spent on work that is not training (`unetkit
+    bench race` scoring the weights mid-run): the budget, the LR schedule and the time saved
+    in checkpoints all read the clock without it."""
+
+    def __init__(self, duration: timedelta | None) -> None:
+        super().__init__(duration, interval="step", verbose=False)
+        self.excluded_s = 0.0
+
+    def time_elapsed(self, stage: str = "train") -> float:
+        elapsed = super().time_elapsed(stage)
+        return elapsed - self.excluded_s if stage == "train" else elapsed
+
+    @contextlib.contextmanager
+    def paused(self) -> Iterator[None]:
+        """Stop the training clock while the block runs (a clock already stopped stays as
+        it is)."""
+        running = self.start_time() is not None and self.end_time() is None
+        start = time.monotonic()
+        try:
+            yield
+        finally:
+            if running:
+                self.excluded_s += time.monotonic() - start
+
+
+def training_clock(max_time: float | None) -> TrainingClock:
     """The one training clock: it stops a --max-time run, the LR schedule reads it
     (`SegmentationModule.time_used`), and it is saved in and restored from every checkpoint,
     so a resumed run keeps its place in the budget."""
-    return Timer(timedelta(seconds=max_time) if max_time else None, interval="step",
-                 verbose=False)
+    return TrainingClock(timedelta(seconds=max_time) if max_time else None)
 
 
 class ArtifactOnBest(L.Callback):

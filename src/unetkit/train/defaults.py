@@ -10,6 +10,7 @@ import torch
 from unetkit.config import FitConfig, parse_duration
 from unetkit.data.scale import scaled_size, stretch_scale
 from unetkit.device import resolve_precision
+from unetkit.train import parallel
 
 MAX_SIDE = 1024  # longer images are shrunk to this longest side (scale "auto")
 PATCH_CAP = {"cpu": 256, "cuda": 512}  # patch side at most, per device type
@@ -96,6 +97,21 @@ def choose_scale(config: FitConfig, image_sizes: list[tuple[int, int]]) -> float
     return auto_scale(max(max(s) for s in image_sizes))
 
 
+def _cpu_processes(d: Decisions, config: FitConfig, device_type: str) -> None:
+    """With --devices N on CPU: the batch split evenly over N processes (train/parallel.py)."""
+    processes = parallel.check_cpu_parallel(config.devices, device_type, config.unfreeze_at,
+                                            config.num_nodes)
+    if processes <= 1:
+        return
+    batch = d.values["batch_size"]
+    if not config.batch_size:
+        batch = d.values["batch_size"] = parallel.fit_batch(batch, processes)
+    per = parallel.split_batch(batch, processes)
+    d.set("devices", processes, f"{processes} CPU processes (DDP over gloo) x "
+          f"{parallel.threads_per_process(processes)} thread(s), {per} of the batch of {batch} "
+          "each")
+
+
 def resolve(config: FitConfig, image_sizes: list[tuple[int, int]], scale: float | str,
             device: torch.device) -> Decisions:
     """Fill in size, batch, model width, precision, loss and loader workers."""
@@ -117,6 +133,7 @@ def resolve(config: FitConfig, image_sizes: list[tuple[int, int]], scale: float 
         d.set("batch_size", batch_for([h, w], device.type),
               f"about {pixels_per_step(device.type) // 65536} 256x256-patch equivalents per "
               f"step on {device.type}")
+    _cpu_processes(d, config, device.type)
     options = dict(config.model_options)
     if config.model in ("unet",) and "norm" not in options:
         options["norm"] = "batch"

@@ -23,7 +23,7 @@ from unetkit.io_utils import atomic_write_text, run_lock
 from unetkit.models.geometry import geometry_of
 from unetkit.models.registry import build_model
 from unetkit.progress import plain_output, say
-from unetkit.train import defaults
+from unetkit.train import defaults, parallel
 from unetkit.train.callbacks import (
     ArtifactOnBest,
     AtomicCheckpointIO,
@@ -31,6 +31,7 @@ from unetkit.train.callbacks import (
     MetricsCsv,
     training_clock,
 )
+from unetkit.train.edge_loss import annotated_share, edge_weight_for
 from unetkit.train.init_from import init_source, load_source_weights, with_source_settings
 from unetkit.train.loaders import make_loader, training_dataset
 from unetkit.train.losses import build_loss, check_loss_options
@@ -80,7 +81,9 @@ def quiet_lightning() -> None:
 
 
 
-def _in_channels(data: PreparedData, indices: list[int], asked: int | None) -> int:
+def in_channels_of(data: PreparedData, indices: list[int], asked: int | None) -> int:
+    """The channels a model for these images takes: as asked, else the images' usual count
+    (RGBA as RGB); the race bench builds its peers with the same rule."""
     if asked:
         return asked
     counts = [data.cache.shapes[i][2] for i in indices[:64]]
@@ -97,10 +100,12 @@ def max_epochs(epochs: int | None, max_time: float | None) -> int:
 
 
 def fit(config: FitConfig, quiet: bool = False, resume: bool = False,
-        lr_find_only: bool = False, splits: dict[str, list[str]] | None = None) -> FitResult:
+        lr_find_only: bool = False, splits: dict[str, list[str]] | None = None,
+        callbacks: list[L.Callback] | None = None) -> FitResult:
     """Train to the config; write the run directory of DESIGN.md; return validation metrics.
 
-    `splits` fixes the train/val/test names (cross-validation folds pass theirs). One model
+    `splits` fixes the train/val/test names (cross-validation folds pass theirs);
+    `callbacks` join the Trainer's own (the race bench scores the weights from one). One model
     only: `unetkit.pipeline.run_fit` handles --folds. The run directory is locked while it
     trains, so a second `fit` on the same --out refuses instead of mixing checkpoints.
     """
@@ -110,7 +115,7 @@ def fit(config: FitConfig, quiet: bool = False, resume: bool = False,
     config.validate()
     check_loss_options(config.loss_options)  # a config file may carry unknown keys too
     with run_lock(out, "checkpoints", "model"):
-        return _fit_locked(config, out, quiet, resume, lr_find_only, splits)
+        return _fit_locked(config, out, quiet, resume, lr_find_only, splits, callbacks)
 
 
 @dataclass
@@ -127,7 +132,8 @@ class _Setup:
 
 
 def _fit_locked(config: FitConfig, out: Path, quiet: bool, resume: bool, lr_find_only: bool,
-                splits: dict[str, list[str]] | None) -> FitResult:
+                splits: dict[str, list[str]] | None,
+                callbacks: list[L.Callback] | None = None) -> FitResult:
     max_time = parse_duration(config.max_time)
     quiet_lightning()
     device = pick_device()
@@ -147,13 +153,16 @@ def _fit_locked(config: FitConfig, out: Path, quiet: bool, resume: bool, lr_find
     resolved = setup.resolved
     out.mkdir(parents=True, exist_ok=True)
     train_loader, val_loader = _loaders(resolved, setup, data, train_idx, val_idx, device)
+    loss_options = dict(config.loss_options)
+    edge_request = loss_options.pop("edge_weight", None)
     module = SegmentationModule(setup.model, build_loss(resolved.loss, setup.logit_channels,
-                                                        **config.loss_options),
+                                                        **loss_options),
                                 2 if setup.logit_channels == 1 else setup.logit_channels,
                                 data.mask.class_names, resolved.optimizer,
                                 1e-3 if resolved.lr == "auto" else float(resolved.lr),
                                 resolved.weight_decay, resolved.scheduler, max_time,
                                 channels_last=setup.decisions.values["channels_last"])
+    module.edge_weight = _edge_weight(data, train_idx, edge_request, quiet)
     if (resolved.lr == "auto" or lr_find_only) and not resume:
         from unetkit.train.lr_find import run_lr_find
 
@@ -166,7 +175,7 @@ def _fit_locked(config: FitConfig, out: Path, quiet: bool, resume: bool, lr_find
         return FitResult(out, {"suggested_lr": resolved.lr})
     resolved.save(out / "config.yaml")
     trainer = _trainer(config, resolved, out, setup.meta, max_time, device, quiet,
-                       len(train_loader))
+                       len(train_loader), callbacks)
     ckpt = out / "checkpoints" / "last.ckpt"
     trainer.fit(module, train_loader, val_loader,
                 ckpt_path=str(ckpt) if resume and ckpt.is_file() else None)
@@ -211,6 +220,18 @@ def _splits(config: FitConfig, data: PreparedData, out: Path, resume: bool,
     return splits
 
 
+def _edge_weight(data: PreparedData, train_idx: list[int], requested: float | None,
+                 quiet: bool) -> float:
+    """The edge-aware smoothness weight; partial labels get it on by default (and say so)."""
+    share = annotated_share(data.cache, train_idx) if requested is None else 1.0
+    weight = edge_weight_for(share, requested)
+    if weight and requested is None:
+        say(f"  masks are partial ({share:.0%} of training pixels annotated): edge-aware "
+            f"smoothness (weight {weight:g}) on every pixel places the boundaries "
+            "between the strokes; --loss-option edge_weight=0 turns it off", quiet)
+    return weight
+
+
 def _setup(config: FitConfig, data: PreparedData, train_idx: list[int], val_idx: list[int],
            scale: float | str, data_format: str, device: torch.device, quiet: bool,
            source: dict[str, Any] | None = None) -> _Setup:
@@ -218,7 +239,7 @@ def _setup(config: FitConfig, data: PreparedData, train_idx: list[int], val_idx:
     `source` (--init-from's artifact config) the model starts from its weights."""
     sizes = [data.cache.shapes[i][:2] for i in train_idx]  # cached: already at `scale`
     d = defaults.resolve(config, sizes, 1.0, device)
-    channels = _in_channels(data, train_idx, config.in_channels)
+    channels = in_channels_of(data, train_idx, config.in_channels)
     classes = data.mask.num_classes
     logit_channels = config.classes or (1 if classes == 2 else classes)
     model = build_model(config.model, in_channels=channels, classes=logit_channels,
@@ -276,16 +297,17 @@ def _loaders(resolved: FitConfig, setup: _Setup, data: PreparedData, train_idx: 
     same_size = valid_padding or len({data.cache.shapes[i] for i in shown}) == 1
     workers = resolved.num_workers or 0
     area = sum(data.cache.shapes[i][0] * data.cache.shapes[i][1] for i in train_idx)
-    batch = int(resolved.batch_size or 1)
+    processes = parallel.cpu_processes(resolved.devices, device.type, resolved.num_nodes)
+    batch = parallel.split_batch(int(resolved.batch_size or 1), processes)  # per process
     return (make_loader(train_ds, batch, True, workers, resolved.seed, device,
-                        -(-area // (size[0] * size[1]))),
+                        parallel.epoch_samples(-(-area // (size[0] * size[1])), processes)),
             make_loader(val_ds, batch if same_size else 1, False, workers, resolved.seed,
                         device))
 
 
 def _trainer(config: FitConfig, resolved: FitConfig, out: Path, meta: dict[str, Any],
              max_time: float | None, device: torch.device, quiet: bool,
-             steps_per_epoch: int) -> L.Trainer:
+             steps_per_epoch: int, extra: list[L.Callback] | None = None) -> L.Trainer:
     """Lightning's Trainer with the run directory's callbacks (DESIGN.md, Run directory)."""
     callbacks: list[L.Callback] = [
         L.pytorch.callbacks.ModelCheckpoint(dirpath=out / "checkpoints", filename="best",
@@ -293,7 +315,7 @@ def _trainer(config: FitConfig, resolved: FitConfig, out: Path, meta: dict[str, 
                                             save_last=True, enable_version_counter=False),
         ArtifactOnBest(out / "model", meta),
         MetricsCsv(out / "metrics.csv"), ImageGridLogger(), StepSeeding(config.seed),
-        training_clock(max_time),
+        training_clock(max_time), *(extra or []),
     ]
     if not quiet:  # a bar on a terminal; plain lines in logs (SLURM, CI, nohup, pipes)
         callbacks.append(PlainProgress() if plain_output()
@@ -302,6 +324,11 @@ def _trainer(config: FitConfig, resolved: FitConfig, out: Path, meta: dict[str, 
         from unetkit.train.encoder_schedule import UnfreezeEncoder
 
         callbacks.append(UnfreezeEncoder(config.unfreeze_at))
+    processes = parallel.cpu_processes(config.devices, device.type, config.num_nodes)
+    if processes > 1:  # the loader's length counts every process's share of an epoch
+        callbacks.append(parallel.ProcessThreads(parallel.threads_per_process(processes),
+                                                  quiet_lightning))
+        steps_per_epoch //= processes
     if config.patience:
         callbacks.append(L.pytorch.callbacks.EarlyStopping(config.monitor,
                                                            mode=_mode(config.monitor),
@@ -317,6 +344,7 @@ def _trainer(config: FitConfig, resolved: FitConfig, out: Path, meta: dict[str, 
         log_every_n_steps=max(1, min(50, steps_per_epoch)), deterministic=config.deterministic,
         gradient_clip_val=config.grad_clip, accumulate_grad_batches=config.accumulate,
         benchmark=device.type == "cuda" and not config.deterministic,
+        **parallel.trainer_options(config.devices, device.type, config.num_nodes),
     )
 
 

@@ -239,7 +239,7 @@ class SegmentationLoss(nn.Module):
 
 # what `--loss-option KEY=VALUE` (config: loss_options) may set, besides --class-weights
 LOSS_OPTIONS = ("dice_smooth", "dice_per_image", "dice_weight", "ce_weight", "focal_gamma",
-                "tversky_alpha", "tversky_beta")
+                "tversky_alpha", "tversky_beta", "edge_weight")
 
 
 def check_loss_options(options: dict[str, object]) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from typing import Any
 
 import lightning as L
@@ -12,6 +13,7 @@ from lightning.pytorch.callbacks import Timer
 from torch import nn
 
 from unetkit.errors import UsageError
+from unetkit.train.edge_loss import edge_aware_smoothness
 from unetkit.train.metrics import confusion_metric, predictions, scores_from_confusion
 from unetkit.train.schedules import lr_factor
 
@@ -49,6 +51,7 @@ class SegmentationModule(L.LightningModule):
         self.train_conf = confusion_metric(num_classes)
         self.val_conf = confusion_metric(num_classes)
         self._start = time.monotonic()  # only without a trainer Timer (bench, probe)
+        self.edge_weight = 0.0  # edge-aware smoothness on every pixel (partial labels)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.channels_last:
@@ -67,13 +70,15 @@ class SegmentationModule(L.LightningModule):
             if weights is not None:
                 weights = weights[..., dh:dh + logits.shape[-2], dw:dw + logits.shape[-1]]
         loss = self.loss(logits, y, weights) if weights is not None else self.loss(logits, y)
+        if self.edge_weight:
+            loss = loss + self.edge_weight * edge_aware_smoothness(logits, x)
         return loss, logits, y
 
     def training_step(self, batch: tuple[torch.Tensor, ...], batch_idx: int) -> torch.Tensor:
         loss, logits, y = self.shared_step(batch)
         self.train_conf.update(predictions(logits.detach()), y)
         self.log("train/loss", loss, prog_bar=True, on_step=True, on_epoch=True,
-                 batch_size=y.shape[0])
+                 batch_size=y.shape[0], sync_dist=True)  # the mean over all DDP processes
         return loss
 
     def on_train_epoch_end(self) -> None:
@@ -136,13 +141,16 @@ class SegmentationModule(L.LightningModule):
 
 
 def manual_step(module: SegmentationModule, optimizer: torch.optim.Optimizer,
-                batch: tuple[torch.Tensor, ...], precision: str) -> torch.Tensor:
+                batch: tuple[torch.Tensor, ...], precision: str,
+                shared_step: Callable[[tuple[torch.Tensor, ...]], Any] | None = None
+                ) -> torch.Tensor:
     """One optimisation step as Lightning's loop takes it (autocast, the module's own step and
-    training metrics, backward, optimiser step), for the planner's probe and the bench."""
+    training metrics, backward, optimiser step), for the planner's probe and the bench.
+    `shared_step` replaces `module.shared_step` (a DDP wrapper of it all-reduces gradients)."""
     from unetkit.device import autocast_context
 
     with autocast_context(module.device, precision):
-        loss, logits, y = module.shared_step(batch)
+        loss, logits, y = (shared_step or module.shared_step)(batch)
     module.train_conf.update(predictions(logits.detach()), y)
     optimizer.zero_grad(set_to_none=True)
     loss.backward()

@@ -1,0 +1,82 @@
+"""unetkit in `unetkit bench race`: `fit`'s own path, scored by a Lightning callback.
+
+The callback scores the current weights every `every_s` seconds of unetkit's training clock
+(train/callbacks.py `TrainingClock`, the Timer that stops a --max-time run and drives its
+learning-rate schedule) with that clock stopped, so scoring costs unetkit neither budget
+nor schedule. Everything else is what `unetkit fit --data DIR --max-time BUDGET` does.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import sys
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import yaml
+
+from unetkit.bench.race_score import Scorer
+from unetkit.config import FitConfig
+from unetkit.fit_flags import fit_options
+from unetkit.progress import say
+from unetkit.train.callbacks import TrainingClock
+from unetkit.train.fit import fit
+
+SETTINGS = ("model", "model_options", "size", "batch_size", "precision", "loss", "optimizer",
+            "lr", "scheduler", "augment", "num_workers")
+
+
+class RaceScorer(L.Callback):
+    """Score the weights at the start, every `every_s` training seconds, and at the end."""
+
+    def __init__(self, scorer: Scorer) -> None:
+        self.scorer = scorer
+        self.steps = 0
+        self.train_s = 0.0
+
+    @staticmethod
+    def _clock(trainer: L.Trainer) -> TrainingClock:
+        return next(c for c in trainer.callbacks if isinstance(c, TrainingClock))
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        norm = pl_module.model.unetkit_meta["normalization"]  # what fit normalises with
+        self.scorer.mean, self.scorer.std = list(norm["mean"]), list(norm["std"])
+        self.scorer.score(0.0, pl_module, self._clock(trainer), 0)
+
+    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule,
+                           outputs: Any, batch: Any, batch_idx: int) -> None:
+        t = self._clock(trainer).time_elapsed()
+        if not trainer.should_stop and self.scorer.due(t):
+            self.scorer.score(t, pl_module, self._clock(trainer), trainer.global_step)
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        clock = self._clock(trainer)
+        self.steps, self.train_s = trainer.global_step, clock.time_elapsed()
+        self.scorer.score(self.train_s, pl_module, clock, self.steps)
+
+
+def cli_config(data: Path, budget: str, width: int | None = None) -> FitConfig:
+    """The config `unetkit fit --data DATA --max-time BUDGET` builds (the CLI's defaults);
+    `width` (tests) sets the U-Net's base filters."""
+    config = fit_options(data=str(data), max_time=budget)
+    if width:
+        config.model_options["filters"] = width
+    return config
+
+
+def run_unetkit(config: FitConfig, splits: dict[str, list[str]], scorer: Scorer,
+                run_dir: Path) -> dict[str, Any]:
+    """`fit` on the race's splits into `run_dir`, scored by `scorer`; return steps and the
+    settings fit resolved (quiet: the race prints its own progress)."""
+    config = dataclasses.replace(config, out=str(run_dir))
+    callback = RaceScorer(scorer)
+    with contextlib.redirect_stdout(sys.stderr):
+        fit(config, quiet=True, splits=splits, callbacks=[callback])
+    resolved = yaml.safe_load((run_dir / "config.yaml").read_text()) or {}
+    settings = {k: resolved.get(k) for k in SETTINGS}
+    say("  unetkit resolved " + ", ".join(f"{k} {v}" for k, v in settings.items()),
+        scorer.quiet)
+    return {"steps": callback.steps, "train_s": round(callback.train_s, 2),
+            "settings": settings}
