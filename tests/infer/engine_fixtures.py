@@ -97,3 +97,14 @@ def flip_int8(monkeypatch, share: float = 0.1) -> None:
         return out
 
     monkeypatch.setattr(OnnxEngine, "__call__", flipped)
+
+
+def make_run_one_thread(root: Path) -> Path:
+    """`make_run` on one thread (the engines' timings and roundings then match), restoring
+    torch's thread count."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return make_run(root)
+    finally:
+        torch.set_num_threads(before)

@@ -8,8 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
-import torch
-from engine_fixtures import copy_run, flip_int8, make_run
+from engine_fixtures import copy_run, flip_int8, make_run_one_thread
 from typer.testing import CliRunner
 
 from unetkit.cli import app
@@ -25,12 +24,7 @@ runner = CliRunner()
 
 @pytest.fixture(scope="module")
 def made(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        return make_run(tmp_path_factory.mktemp("auto"))
-    finally:
-        torch.set_num_threads(before)
+    return make_run_one_thread(tmp_path_factory.mktemp("auto"))
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from engine_fixtures import copy_run, flip_int8, make_run, val_images
+from engine_fixtures import copy_run, flip_int8, make_run_one_thread, val_images
 from typer.testing import CliRunner
 
 from unetkit.cli import app
@@ -25,12 +25,7 @@ runner = CliRunner()
 
 @pytest.fixture(scope="module")
 def made(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        return make_run(tmp_path_factory.mktemp("engines"))
-    finally:
-        torch.set_num_threads(before)
+    return make_run_one_thread(tmp_path_factory.mktemp("engines"))
 
 
 @pytest.fixture(scope="module")
