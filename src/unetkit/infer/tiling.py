@@ -157,6 +157,26 @@ def _check(image: torch.Tensor, th: int, tw: int, margin: int, overlap: float,
         raise UnetkitError(f"Tiled prediction got an empty image of shape {tuple(image.shape)}.")
 
 
+def _predict_tiles(predict_fn: PredictFn, image: torch.Tensor, chunk: list[tuple[int, int]],
+                   tile: tuple[int, int], margin: int) -> torch.Tensor:
+    """float32 B×K×oh×ow output of the tiles at `chunk`'s origins (mirror-padded reads),
+    checked against the tile's output size."""
+    (th, tw), (_, h, w) = tile, image.shape
+    oh, ow = th - 2 * margin, tw - 2 * margin
+    batch = torch.stack([
+        image[:, _mirror_index(y - margin, th, h)][:, :, _mirror_index(x - margin, tw, w)]
+        for y, x in chunk])
+    out = predict_fn(batch)
+    if isinstance(out, np.ndarray):
+        out = torch.from_numpy(out)
+    out = out.to(device=image.device, dtype=torch.float32)
+    if out.ndim != 4 or out.shape[0] != len(chunk) or tuple(out.shape[2:]) != (oh, ow):
+        raise UsageError(
+            f"The model returned shape {tuple(out.shape)} for {len(chunk)} tiles of "
+            f"{th}x{tw}; expected {len(chunk)}×K×{oh}×{ow}: check --tile.")
+    return out
+
+
 def sliding_window(predict_fn: PredictFn, image: torch.Tensor, tile: tuple[int, int],
                    overlap: float = 0.25, batch_size: int = 4, out_channels: int | None = None,
                    margin: int = 0, align: int = 1, out_dtype: torch.dtype = torch.float32,
@@ -211,17 +231,7 @@ def sliding_window(predict_fn: PredictFn, image: torch.Tensor, tile: tuple[int, 
         for first in progress(starts, total=len(starts), desc="Tiles", unit="batch",
                               disable=len(starts) < PROGRESS_MIN_BATCHES):
             chunk = origins[first:first + batch_size]
-            batch = torch.stack([
-                image[:, _mirror_index(y - margin, th, h)][:, :, _mirror_index(x - margin, tw, w)]
-                for y, x in chunk])
-            out = predict_fn(batch)
-            if isinstance(out, np.ndarray):
-                out = torch.from_numpy(out)
-            out = out.to(device=device, dtype=torch.float32)
-            if out.ndim != 4 or out.shape[0] != len(chunk) or tuple(out.shape[2:]) != (oh, ow):
-                raise UsageError(
-                    f"The model returned shape {tuple(out.shape)} for {len(chunk)} tiles of "
-                    f"{th}x{tw}; expected {len(chunk)}×K×{oh}×{ow}: check --tile.")
+            out = _predict_tiles(predict_fn, image, chunk, (th, tw), margin)
             if band is None:
                 band = start(out.shape[1])
             elif out.shape[1] != band.buf.shape[0]:
@@ -234,7 +244,7 @@ def sliding_window(predict_fn: PredictFn, image: torch.Tensor, tile: tuple[int, 
                 band.advance(y0)
                 tile_w = weight[y0 - y:y1 - y, x0 - x:x1 - x]
                 band.add(out[k, :, y0 - y:y1 - y, x0 - x:x1 - x] * tile_w, y0, x0)
-            del out, batch
+            del out
     assert band is not None  # at least one tile always runs
     band.finish()
     return result
