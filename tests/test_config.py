@@ -17,7 +17,9 @@ from unetkit.errors import UsageError
     ({"folds": 1}, "--folds 1 must be a whole number of at least 2"),
     ({"val_split": 1.5}, "--val-split 1.5 must be a fraction in [0, 1)."),
     ({"val_split": 0.6, "test_split": 0.5}, "leave nothing to train on"),
-    ({"augment": "heavy"}, "--augment 'heavy' is unknown; choose one of none, default, strong."),
+    ({"augment": "heavy"}, "--augment 'heavy' is unknown; choose one of none, default, strong, "
+     "natural."),
+    ({"rare_crops": 1.5}, "--rare-crops 1.5 must be a share from 0 to 1."),
     ({"precision": "fp16"}, "--precision 'fp16' is unknown"),
     ({"lr": -1.0}, "--lr -1.0 must be a positive number or auto."),
     ({"max_time": "ten minutes"}, "--max-time 'ten minutes' is not a duration"),

@@ -64,6 +64,7 @@ def test_reductions_by_hand() -> None:
     assert micro_scores(np.array(CONF), [2]) == (1.0, 1.0)  # the empty-mask rule, pooled
     s = summarise(np.array(CONF), ["bg", "a", "b"], binary=False)
     per_class = s.pop("per_class")
+    assert s.pop("confusion") == CONF  # rows truth, columns prediction, as given
     assert s == pytest.approx({
         "pixel_accuracy": 5 / 7, "mean_iou": (1 / 2 + 3 / 5 + 1) / 3,
         "mean_dice": (2 / 3 + 3 / 4 + 1) / 3, "micro_iou": 5 / 9, "micro_dice": 5 / 7,

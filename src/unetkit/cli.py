@@ -121,20 +121,20 @@ def evaluate(
                                            "16-mixed (CUDA).")] = "auto",
     as_json: Annotated[bool, typer.Option("--json", help="Print only the metrics JSON.")
                        ] = False,
-    out: Annotated[Path | None, typer.Option(help="Where per_image.csv, metrics.json and "
-                                             "reliability.png go (default MODEL/eval).")] = None,
+    out: Annotated[Path | None, typer.Option(help="Where per_image.csv, metrics.json, "
+                                             "reliability.png and confusion.png go (default "
+                                             "MODEL/eval).")] = None,
 ) -> None:
     """Score a model against masks at each image's original size.
 
     Example: unetkit evaluate runs/membrane --data data/membrane --json
     """
     from unetkit.infer.batch import make_postprocess
-    from unetkit.infer.calibration import plot_reliability
     from unetkit.infer.evaluate import evaluate as run_eval
     from unetkit.infer.evaluate import write_per_image
     from unetkit.infer.onnx import load_for_engine
     from unetkit.io_utils import atomic_write_text
-    from unetkit.report.run_report import print_metrics
+    from unetkit.report.run_report import print_metrics, write_pictures
 
     net = load_for_engine(model, engine)
     meta = net.unetkit_meta
@@ -150,7 +150,7 @@ def evaluate(
     write_per_image(result.per_image, target / "per_image.csv")
     text = json.dumps(result.metrics, indent=1)
     atomic_write_text(target / "metrics.json", text)
-    plot_reliability(result.metrics["calibration"], target / "reliability.png")
+    write_pictures(result.metrics, target)
     if as_json:
         print(text)
     else:

@@ -42,6 +42,7 @@ class FitConfig:
     test_split: float = 0.0
     folds: int | None = None  # cross-validation: K models saved as one ensemble
     augment: str = "default"
+    rare_crops: float = 0.0  # share of patches centred on a rare-class pixel (data/focus.py)
     precision: str = "auto"  # auto = bf16-mixed where supported, else 32
     devices: int = 1
     num_nodes: int = 1
@@ -98,6 +99,9 @@ class FitConfig:
         if self.val_split + self.test_split >= 1:
             raise UsageError(f"--val-split {self.val_split} and --test-split {self.test_split} "
                              "leave nothing to train on; their sum must be below 1.")
+        if isinstance(self.rare_crops, bool) or not isinstance(self.rare_crops, (int, float)) \
+                or not 0 <= self.rare_crops <= 1:
+            raise UsageError(f"--rare-crops {self.rare_crops!r} must be a share from 0 to 1.")
         if self.augment not in AUGMENTS:
             raise UsageError(f"--augment {self.augment!r} is unknown; choose one of "
                              f"{', '.join(AUGMENTS)}.")
@@ -126,7 +130,7 @@ class FitConfig:
         return cls.from_dict(values)
 
 
-AUGMENTS = ("none", "default", "strong")
+AUGMENTS = ("none", "default", "strong", "natural")
 PRECISIONS = ("auto", "32", "bf16-mixed", "16-mixed")  # what --precision accepts
 
 

@@ -62,7 +62,11 @@ ValSplitOpt = Annotated[float, typer.Option(help="Fraction held out for validati
 TestSplitOpt = Annotated[float, typer.Option(help="Fraction held out for testing.")]
 FoldsOpt = Annotated[int | None, typer.Option(
     help="Cross-validation: train K models on K splits, saved as one ensemble.")]
-AugmentOpt = Annotated[str, typer.Option(help="none, default or strong.")]
+AugmentOpt = Annotated[str, typer.Option(
+    help="none, default, strong, or natural (upright scenes: left-right flips, zoom, colour).")]
+RareCropsOpt = Annotated[float, typer.Option(
+    help="Share of training patches centred on a pixel of a rare class (under 10 % of "
+         "pixels), 0 to 1.")]
 PrecisionOpt = Annotated[str, typer.Option(help="auto, 32, bf16-mixed or 16-mixed (CUDA).")]
 DevicesOpt = Annotated[int, typer.Option(
     help="Devices (processes) per node; >1 runs DDP. On CPU: N processes share the cores and "
@@ -117,6 +121,7 @@ def fit_options(
     test_split: TestSplitOpt = 0.0,
     folds: FoldsOpt = None,
     augment: AugmentOpt = "default",
+    rare_crops: RareCropsOpt = 0.0,
     precision: PrecisionOpt = "auto",
     devices: DevicesOpt = 1,
     num_nodes: NumNodesOpt = 1,
@@ -146,7 +151,8 @@ def fit_options(
         "in_channels": in_channels, "size": parse_size(size), "scale": scale, "epochs": epochs,
         "max_time": max_time, "batch_size": batch_size, "loss": loss, "optimizer": optimizer,
         "lr": _parse_lr(lr), "scheduler": scheduler, "val_split": val_split,
-        "test_split": test_split, "folds": folds, "augment": augment, "precision": precision,
+        "test_split": test_split, "folds": folds, "augment": augment, "rare_crops": rare_crops,
+        "precision": precision,
         "devices": devices, "num_nodes": num_nodes, "seed": seed, "patience": patience,
         "monitor": monitor, "skip_bad": skip_bad, "calibrate": calibrate, "out": str(out),
         "grad_clip": grad_clip,

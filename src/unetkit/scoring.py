@@ -147,7 +147,8 @@ def summarise(conf: Any, class_names: list[str], binary: bool) -> dict[str, Any]
       classes counts as FP and FN; a miss against background counts once).
 
     Binary tasks also report "dice" and "iou" of the foreground class (class 1); for them
-    the foreground macro and micro scores equal these.
+    the foreground macro and micro scores equal these. `confusion` is the pooled matrix
+    itself (rows: true class, columns: predicted class, in pixels).
     """
     conf = _counts(conf)
     k = conf.shape[0]
@@ -174,6 +175,7 @@ def summarise(conf: Any, class_names: list[str], binary: bool) -> dict[str, Any]
     if binary:
         out["dice"] = float(dice[1])
         out["iou"] = float(iou[1])
+    out["confusion"] = conf.tolist()  # rows: true class, columns: predicted class (pixels)
     return out
 
 

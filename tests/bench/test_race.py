@@ -238,3 +238,38 @@ def test_tiny_race_end_to_end(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
     assert race["versions"]["segmentation_models_pytorch"] != "absent"
     picture = np.asarray(Image.open(out / "race.png").convert("L"))
     assert picture.shape[0] > 100 and picture.shape[1] > 100 and picture.std() > 5
+
+
+def test_holdout_split_holds_out_the_official_split(tmp_path: Path) -> None:
+    """--holdout-split val: the official val images are held out and the rest is split
+    image by image for unetkit's validation (no sequence/group left whole)."""
+    from unetkit.bench.race import _race_data
+    from unetkit.bench.race_unetkit import cli_config
+    from unetkit.data.synthetic import write_folder
+
+    root = tmp_path / "split"
+    for split, count in (("train", 10), ("val", 3)):
+        write_folder(root / split, count=count, size=(32, 32), channels=3, seed=len(split))
+        (root / split / "classes.txt").unlink()
+    config = cli_config(root, "10s")
+    _, splits, held = _race_data(config, None, None, "val")
+    assert len(held) == 3 and all(n.startswith("val") for n in held), held
+    assert not set(held) & (set(splits["train"]) | set(splits["val"]))
+    assert len(splits["train"]) + len(splits["val"]) == 10 and splits["val"]
+    with pytest.raises(UsageError, match="--holdout-split test"):
+        _race_data(config, None, None, "test")
+
+
+def test_scorer_offset_shifts_every_point() -> None:
+    """Planning time (`--auto`) is added to unetkit's curve: its points start late."""
+    from unetkit.bench.race_score import HeldOut, Scorer, started_clock
+
+    held = HeldOut([np.zeros((32, 32, 1), np.uint8)], [np.zeros((32, 32), np.uint8)],
+                   ["background", "foreground"])
+    scorer = Scorer(held, 10.0, "unetkit", torch.device("cpu"), True, [0.5], [0.25],
+                    offset_s=7.5)
+    model = torch.nn.Conv2d(1, 1, 1)
+    scorer.score(0.0, model, started_clock(), 0)
+    scorer.score(10.0, model, started_clock(), 5)
+    assert [t for t, _ in scorer.points] == [7.5, 17.5]
+    assert scorer.due(20.0) and not scorer.due(19.9)  # due times follow training time

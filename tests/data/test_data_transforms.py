@@ -86,3 +86,22 @@ def test_strong_augmentation_keeps_image_and_mask_aligned() -> None:
         iou = (region & bright).sum() / (region | bright).sum()
         assert iou > 0.8, (seed, float(iou))
         assert (_centroid(region) - _centroid(bright)).norm() < 0.6, seed
+
+
+def test_natural_augmentation_keeps_the_sky_on_top() -> None:
+    """Upright scenes: left-right flips happen, top-bottom flips and rot90 never do."""
+    h, w = 32, 48
+    mask = torch.zeros(h, w, dtype=torch.uint8)
+    mask[h // 2:] = 1  # ground below
+    mask[:, : w // 4] = torch.where(mask[:, : w // 4] == 1, 2, 3)  # a marked left side
+    image = tv_tensors.Image((mask * 60)[None].repeat(3, 1, 1))
+    left_marks = set()
+    for seed in range(40):
+        torch.manual_seed(seed)
+        _, b = build_transforms([h, w], "natural", train=True)(image, tv_tensors.Mask(mask))
+        assert b.shape == (h, w)
+        top, bottom = b[:4], b[-4:]
+        assert not ((top == 1) | (top == 2)).any()  # no ground in the top rows
+        assert not ((bottom == 0) | (bottom == 3)).any()  # no sky in the bottom rows
+        left_marks.add(int((b[h // 2, :4] == 2).sum() > 0))
+    assert left_marks == {0, 1}  # mirrored left-right in some draws

@@ -177,3 +177,32 @@ def test_fit_offline_flag_downloads_nothing(weight_caches: dict, tmp_path: Path,
     assert res.exit_code == 1
     assert "downloads are off (HF_HUB_OFFLINE/UNETKIT_OFFLINE)" in res.stderr
     assert "mobilenet_v2-00000000.pth" in res.stderr
+
+
+def test_planning_looks_for_weights_on_disk_only(weight_caches: dict,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """The planner asks which ImageNet weights are on disk; online, it must not download
+    them (nor wait on retries offline): no download function is called."""
+    import huggingface_hub
+    import timm
+
+    from unetkit.models import timm_unet
+    from unetkit.plan.probe import _pretrained_available
+
+    monkeypatch.delenv("HF_HUB_OFFLINE")  # as for a user with internet
+
+    calls: list[str] = []
+
+    def no_download(*args: object, **kwargs: object) -> None:
+        calls.append(str(args))  # recorded: the probe swallows errors from here
+        raise OSError("no network")
+
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", no_download)
+    monkeypatch.setattr(timm_unet, "cached_or_download", no_download)
+    assert _pretrained_available(3) == [] and calls == []
+    url = timm.models.get_pretrained_cfg("resnet34").url
+    target = Path(weight_caches["checkpoints"]) / url.rsplit("/", 1)[-1]
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_bytes(b"weights")
+    assert _pretrained_available(3) == ["timm-unet"]
+    assert _pretrained_available(1) == [] and calls == []

@@ -71,3 +71,28 @@ def fake_measurements(step_s: float = 0.5, eval_s: float = 0.1, device_name: str
                         speeds=speeds,
                         threads_tested={"2": step_s, "1": step_s * 1.3}, threads=2,
                         prepare_s=1.0, probe_s=5.0)
+
+
+def write_scenes(root: Path, count: int = 4, size: tuple[int, int] = (48, 64),
+                 seed: int = 0) -> Path:
+    """Street-scene-like RGB images with index masks: sky (0) on top, road (2) below, a
+    building (1) on one side and a thin pole (3); classes.txt names them."""
+    rng = np.random.default_rng(seed)
+    h, w = size
+    (root / "images").mkdir(parents=True, exist_ok=True)
+    (root / "masks").mkdir(parents=True, exist_ok=True)
+    (root / "classes.txt").write_text("sky\nbuilding\nroad\npole\n")
+    colours = np.array([[120, 160, 230], [140, 90, 70], [80, 80, 80], [200, 200, 40]])
+    for i in range(count):
+        m = np.zeros(size, np.uint8)
+        horizon = h // 2 + int(rng.integers(-3, 4))
+        m[horizon:] = 2
+        side = int(rng.integers(0, 2))
+        cols = slice(0, w // 3) if side == 0 else slice(w - w // 3, w)
+        m[h // 6:horizon, cols] = 1
+        x = int(rng.integers(w // 3, 2 * w // 3))
+        m[h // 8:horizon + 4, x:x + 2] = 3
+        img = np.clip(colours[m] + rng.normal(0, 8, (*size, 3)), 0, 255).astype(np.uint8)
+        Image.fromarray(img).save(root / "images" / f"{i:02d}.png")
+        Image.fromarray(m).save(root / "masks" / f"{i:02d}.png")
+    return root

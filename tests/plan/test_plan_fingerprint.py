@@ -56,3 +56,27 @@ def test_multiclass_synthetic_round_trips(tmp_path):
     assert len(fp.intensity["mean"]) == 3
     assert Fingerprint.from_dict(fp.to_dict()) == fp
     assert compute_fingerprint(prepare(root)) == fp  # deterministic
+
+
+def test_scenes_are_upright_microscopy_is_not(tmp_path, disc_folder, line_folder):
+    from plan_fixtures import write_scenes
+
+    fp = compute_fingerprint(prepare(write_scenes(tmp_path / "scenes")))
+    assert fp.upright and fp.layout_shift["vertical"] > 0.6
+    assert fp.layout_shift["vertical"] > 2 * fp.layout_shift["horizontal"]
+    for folder in (disc_folder, line_folder):
+        fp = compute_fingerprint(prepare(folder))
+        assert not fp.upright and fp.layout_shift["vertical"] < 0.15, fp.layout_shift
+
+
+def test_left_right_layout_alone_is_not_upright(tmp_path):
+    """Masks split into left and right halves differ top/bottom by nothing."""
+    masks = [np.zeros((32, 32), np.uint8) for _ in range(3)]
+    for m in masks:
+        m[:, 16:] = 1
+    fp = compute_fingerprint(prepare(write_pairs(tmp_path / "halves", masks)))
+    assert fp.layout_shift == {"vertical": 0.0, "horizontal": 1.0}
+    assert not fp.upright
+    old = fp.to_dict()
+    old.pop("layout_shift")  # plans written before the field existed still load
+    assert not Fingerprint.from_dict(old).upright

@@ -124,7 +124,8 @@ def test_real_probe_on_tiny_data(disc_folder):
 
     plan = make_plan(disc_folder, "10m", quiet=True)
     m, fp = plan.measurements, plan.fingerprint
-    assert set(m.loader_s_per_image) == {"default", "strong", "weight_maps"} and m.probe_s > 0
+    assert set(m.loader_s_per_image) == {"default", "strong", "natural", "weight_maps"} \
+        and m.probe_s > 0
     assert all(v >= 0 for v in m.loader_s_per_image.values())
     # the candidates are probed cheapest first, stopping when wider ones cannot win
     dd = data_decisions(fp, m.machine.device)
@@ -230,3 +231,67 @@ def test_candidates_probe_the_stem_exactly_where_fit_would_add_it(disc_folder, d
     config = FitConfig(data="x", model_options=dict(cands[0].options), max_time=f"{budget}s")
     picked = resolve(config, [tuple(size)], 1.0, torch.device(device))
     assert picked.values["model_options"] == cands[0].options
+
+
+def _with_scene_encoder(m, step_s: float):
+    """`m` plus a measured from-scratch ResNet-18 U-Net (as the probe records it)."""
+    from unetkit.plan.planner import SCENE_ENCODER
+    from unetkit.plan.probe import SpeedSample
+
+    last = m.speeds[-1]
+    enc = SpeedSample(**{**last.__dict__, "key": "timm-unet-resnet18", "model": "timm-unet",
+                         "options": dict(SCENE_ENCODER), "step_s": step_s,
+                         "train_images_per_s": round(last.batch / step_s, 3)})
+    return replace(m, speeds=[*m.speeds, enc],
+                   loader_s_per_image={**m.loader_s_per_image, "natural": 0.004})
+
+
+def test_scenes_get_whole_frames_natural_augmentation_and_the_resnet_unet(tmp_path, disc_folder):
+    """Upright multi-class RGB scenes (docs/decisions.md, CamVid): whole frames at the
+    patch cap, left-right-only augmentation, full median-frequency weights, a from-scratch
+    ResNet-18 U-Net when it gets the target steps; microscopy keeps its rules."""
+    from plan_fixtures import write_scenes
+
+    from unetkit.plan.data_decisions import data_decisions
+    from unetkit.plan.planner import candidates
+
+    scenes = _fp(write_scenes(tmp_path / "scenes", count=6, size=(360, 480)))
+    assert scenes.upright and scenes.thin_classes == ["pole"]
+    dd = data_decisions(scenes, "cpu")
+    assert dd["scale"].value == 0.4 and dd["size"].value == [144, 192]  # the whole frame
+    assert "whole frames" in dd["scale"].reason and dd["batch_size"].value == 5  # 5 images
+    machine = fake_measurements().machine
+    keys = [c.key for c in candidates(scenes, machine, 4, [192, 256], 600)]
+    assert "timm-unet-resnet18" in keys
+    assert "timm-unet-resnet18" not in [c.key for c in candidates(_fp(disc_folder), machine, 4,
+                                                                  [64, 64], 600)]
+    m = _with_scene_encoder(fake_measurements(step_s=0.05, size=(192, 256)), 0.2)
+    plan = decide(scenes, m, 1800)
+    assert plan.value("augment") == "natural" and "upright" in plan.decisions["augment"].reason
+    assert plan.value("model") == "timm-unet"
+    assert plan.value("model_options") == {"encoder": "resnet18", "encoder_weights": "none"}
+    assert plan.value("lr") == 1e-3  # from scratch, not the fine-tuning rate
+    weights = plan.value("loss_options")["class_weights"]
+    fractions = [c.pixel_fraction for c in scenes.classes]
+    median = sorted(fractions)[len(fractions) // 2]
+    assert weights == [round(min(10.0, max(1.0, median / f)), 2) for f in fractions]
+    # too slow for the target steps in a short budget: a plain U-Net instead
+    short = decide(scenes, _with_scene_encoder(fake_measurements(step_s=0.05), 30.0), 600)
+    assert short.value("model") == "unet"
+    # microscopy: no natural augmentation, square-root weights, no encoder candidate
+    micro = decide(_fp(disc_folder), fake_measurements(), 600)
+    assert micro.value("augment") in ("strong", "default")
+
+
+def test_official_split_sets_the_validation_images(tmp_path):
+    from unetkit.data.synthetic import write_folder
+    from unetkit.plan.data_decisions import data_decisions
+
+    root = tmp_path / "split"
+    for split, count in (("train", 8), ("val", 3)):
+        write_folder(root / split, count=count, size=(32, 32), channels=3, seed=len(split))
+    fp = _fp(root)
+    assert fp.official_splits == {"train": 8, "val": 3}
+    dd = data_decisions(fp, "cpu")
+    assert (dd["_n_train"].value, dd["_n_val"].value) == (8, 3)
+    assert "official split" in dd["val_split"].reason

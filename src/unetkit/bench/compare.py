@@ -19,7 +19,7 @@ import yaml
 
 from unetkit.errors import UnetkitError, UsageError
 
-SCORE_KEYS = ("dice", "mean_dice_foreground", "pixel_accuracy", "mean_dice")
+SCORE_KEYS = ("dice", "mean_dice_foreground", "pixel_accuracy", "mean_dice", "mean_iou")
 
 
 def _launch(args: list[str], log: Path, threads: int) -> subprocess.Popen:
@@ -101,11 +101,12 @@ def format_compare(result: dict[str, Any]) -> str:
     key = result["metric"]
     a, d = result["auto"]["scores"], result["defaults"]["scores"]
     same = "the same" if result["same_val_images"] else "DIFFERENT"
+    nan = float("nan")
     return "\n".join([
         f"unetkit bench quality --compare — {result['data']}, budget {result['budget']}, "
         f"{result['threads_each']} thread(s) each, {same} "
         f"{len(result['auto']['val_images'])} validation images",
-        f"{'':>10}{key:>22}{'pixel accuracy':>16}",
-        f"{'defaults':>10}{d[key]:>22.4f}{d.get('pixel_accuracy', float('nan')):>16.4f}",
-        f"{'--auto':>10}{a[key]:>22.4f}{a.get('pixel_accuracy', float('nan')):>16.4f}",
+        f"{'':>10}{key:>22}{'pixel accuracy':>16}{'mean IoU':>10}",
+        *(f"{name:>10}{s[key]:>22.4f}{s.get('pixel_accuracy', nan):>16.4f}"
+          f"{s.get('mean_iou', nan):>10.4f}" for name, s in (("defaults", d), ("--auto", a))),
         f"gain {result['gain']:+.4f}"])

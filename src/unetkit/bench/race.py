@@ -13,6 +13,7 @@ first time at its final score. Writes race.json and race.png to --out.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import sys
@@ -29,6 +30,7 @@ from unetkit.errors import UsageError
 ENTRANTS = ("unetkit", "smp-resnet34", "classic")
 GOAL_RATIO = 1 / 3  # unetkit should need at most this share of the best peer's time
 UNETKIT_LABEL = "unetkit fit defaults (--max-time BUDGET), fit's own path"
+UNETKIT_AUTO_LABEL = "unetkit fit --auto --budget BUDGET (planning included), fit's own path"
 NOTES = [
     "clock: every entrant's budget is training wall time on one clock, unetkit's own "
     "(train/callbacks.py TrainingClock, the Lightning Timer that stops --max-time and drives "
@@ -117,8 +119,8 @@ def _durations(budget: str, every: str) -> tuple[float, float]:
     return budget_s, every_s
 
 
-def _race_data(config: Any, held_count: int | None, held_names: list[str] | None
-               ) -> tuple[Any, dict[str, list[str]], list[str]]:
+def _race_data(config: Any, held_count: int | None, held_names: list[str] | None,
+               held_split: str | None = None) -> tuple[Any, dict[str, list[str]], list[str]]:
     """The data as `fit` prepares it for `config` (its working scale), `fit`'s splits of
     what is left once the held-out images are set aside (as test), and those images."""
     from unetkit.data.formats import open_dataset
@@ -130,10 +132,17 @@ def _race_data(config: Any, held_count: int | None, held_names: list[str] | None
     spec = open_dataset(data, config.format, **config.format_options)
     scale = defaults.choose_scale(config, peek_sizes(spec))
     prepared = prepare(data, config.format, scale, config.skip_bad, **config.format_options)
+    if held_split:
+        held_names = [s.name for s in prepared.spec.samples if s.split == held_split]
+        if not held_names:
+            raise UsageError(f"--holdout-split {held_split}: {data} has no official "
+                             f"{held_split} split (its format: {prepared.spec.format}).")
     held = pick_held_out(list(prepared.cache.names), held_count, held_names)
     index = prepared.index_of()
     strata = foreground_strata(prepared.cache)
     pool = [s for s in prepared.spec.samples if s.name in index and s.name not in set(held)]
+    if held_split:  # unetkit's validation: a few images of the rest, not whole sequences
+        pool = [dataclasses.replace(s, split=None, group=None) for s in pool]
     splits = make_splits(pool, config.val_split, 0.0, config.seed,
                          [strata[index[s.name]] for s in pool])
     return prepared, {"train": splits["train"], "val": splits["val"],
@@ -143,7 +152,8 @@ def _race_data(config: Any, held_count: int | None, held_names: list[str] | None
 def run_race(data: str | Path, budget: str = "8m", every: str = "30s",
              entrants: list[str] | None = None, holdout: int | None = 4,
              holdout_names: list[str] | None = None, width: int | None = None,
-             quiet: bool = False) -> dict[str, Any]:
+             quiet: bool = False, auto: bool = False,
+             holdout_split: str | None = None) -> dict[str, Any]:
     """Train each entrant in turn within `budget`, scored every `every`; return race.json."""
     import torch
 
@@ -164,7 +174,12 @@ def run_race(data: str | Path, budget: str = "8m", every: str = "30s",
     if not data.exists():
         raise UsageError(f"--data {data} does not exist.")
     config = cli_config(data, budget, width)
-    prepared, splits, held_names = _race_data(config, holdout, holdout_names)
+    planning_s = 0.0
+    if auto and "unetkit" in entrants:
+        from unetkit.bench.race_unetkit import planned_config
+
+        config, planning_s = planned_config(config, budget_s, quiet)
+    prepared, splits, held_names = _race_data(config, holdout, holdout_names, holdout_split)
     index = prepared.index_of()
     train_idx = [index[n] for n in splits["train"]]
     channels = in_channels_of(prepared, train_idx, None)
@@ -176,9 +191,13 @@ def run_race(data: str | Path, budget: str = "8m", every: str = "30s",
     for name in progress(entrants, total=len(entrants), desc="race", unit="entrant",
                          disable=quiet):
         torch.manual_seed(0)
-        scorer = Scorer(held, every_s, name, device, quiet, list(mean), list(std))
+        scorer = Scorer(held, every_s, name, device, quiet, list(mean), list(std),
+                        offset_s=planning_s if name == "unetkit" else 0.0)
         results[name] = _run_entrant(name, config, budget_s, splits, prepared, train_idx,
                                      channels, scorer, width)
+        if name == "unetkit" and auto:
+            results[name]["label"] = UNETKIT_AUTO_LABEL
+            results[name]["planning_s"] = round(planning_s, 1)
     target = race_targets(results, [e for e in entrants if e != "unetkit"])
     return {"data": str(data), "budget": budget, "budget_s": budget_s, "every_s": every_s,
             "metric": held.metric, "held_out": held_names, "train_images": splits["train"],
@@ -220,7 +239,11 @@ def _goal(results: dict[str, dict[str, Any]], target: dict[str, Any] | None) -> 
     ratio = results.get("unetkit", {}).get("ratio_to_target_peer")
     met = None if "unetkit" not in results or target is None else \
         ratio is not None and ratio <= GOAL_RATIO
-    return {"unetkit_ratio_at_most": round(GOAL_RATIO, 4), "unetkit_ratio": ratio, "met": met}
+    lead = None
+    if "unetkit" in results and target is not None:
+        lead = round(results["unetkit"]["final_score"] - target["score"], 4)
+    return {"unetkit_ratio_at_most": round(GOAL_RATIO, 4), "unetkit_ratio": ratio, "met": met,
+            "unetkit_lead": lead}
 
 
 def _machine(device: Any, results: dict[str, dict[str, Any]]) -> dict[str, Any]:
@@ -269,6 +292,12 @@ def race_command(
         holdout_names: Annotated[str | None, typer.Option(help="Hold out these images "
                                                           "instead (file stems, "
                                                           "comma-separated).")] = None,
+        holdout_split: Annotated[str | None, typer.Option(help="Hold out the data set's "
+                                                          "official split of this name, e.g. "
+                                                          "val (CamVid).")] = None,
+        auto: Annotated[bool, typer.Option("--auto", help="unetkit trains as `fit --auto "
+                                           "--budget BUDGET` (planning counts in its time) "
+                                           "instead of with fit's defaults.")] = False,
         entrants: Annotated[str, typer.Option(help="Who races, in this order: unetkit, "
                                               "smp-resnet34, classic.")]
         = ",".join(ENTRANTS),
@@ -293,8 +322,8 @@ def race_command(
     from unetkit.bench.quality import default_data
     from unetkit.bench.race_report import format_race
 
-    if holdout is not None and holdout_names:
-        raise UsageError("Pass --holdout or --holdout-names, not both.")
+    if sum(x is not None for x in (holdout, holdout_names, holdout_split)) > 1:
+        raise UsageError("Pass one of --holdout, --holdout-names and --holdout-split.")
     found = data or default_data()
     if found is None:
         raise UsageError("No data for the race: ../shared/data/membrane is not on this "
@@ -304,7 +333,8 @@ def race_command(
     names = [n.strip() for n in holdout_names.split(",") if n.strip()] if holdout_names \
         else None
     result = run_race(found, budget, every, parse_entrants(entrants),
-                      4 if holdout is None else holdout, names, width, quiet=as_json)
+                      4 if holdout is None else holdout, names, width, quiet=as_json,
+                      auto=auto, holdout_split=holdout_split)
     json_path, png_path = write_race(result, out)
     table = format_race(result)
     if as_json:

@@ -31,6 +31,9 @@ def format_race(result: dict[str, Any]) -> str:
     if goal.get("met") is not None:
         lines.append(f"unetkit within {goal['unetkit_ratio_at_most']:.2f} of that time: "
                      f"{'yes' if goal['met'] else 'no'}")
+    if goal.get("unetkit_lead") is not None:
+        lines.append(f"unetkit's final {metric} minus the best peer's: "
+                     f"{goal['unetkit_lead']:+.4f}")
     machine = result["machine"]
     lines.append(f"{machine['cpu_model']}, {machine['torch_threads']} threads, bf16 "
                  f"{'used' if machine['bf16']['used'] else 'off'}")

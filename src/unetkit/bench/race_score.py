@@ -86,6 +86,7 @@ class Scorer:
     std: list[float] = field(default_factory=list)
     points: list[tuple[float, float]] = field(default_factory=list)
     scoring_s: float = 0.0
+    offset_s: float = 0.0  # time spent before training (planning), added to every point
     next_at: float = 0.0  # the next multiple of every_s to score at
 
     def due(self, t: float) -> bool:
@@ -98,10 +99,10 @@ class Scorer:
         with clock.paused():
             value = score_model(model, self.held, self.mean, self.std, self.device)
         self.scoring_s += time.perf_counter() - start
-        self.points.append((round(t, 2), round(value, 6)))
+        self.points.append((round(t + self.offset_s, 2), round(value, 6)))
         self.next_at = (math.floor(t / self.every_s + 1e-9) + 1) * self.every_s
-        say(f"  {self.name}: {t:.0f} s, {steps} steps, held-out {self.held.metric} "
-            f"{value:.4f}", self.quiet)
+        say(f"  {self.name}: {t + self.offset_s:.0f} s, {steps} steps, held-out "
+            f"{self.held.metric} {value:.4f}", self.quiet)
         return value
 
 

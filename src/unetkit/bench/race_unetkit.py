@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -24,8 +25,9 @@ from unetkit.progress import say
 from unetkit.train.callbacks import TrainingClock
 from unetkit.train.fit import fit
 
-SETTINGS = ("model", "model_options", "size", "batch_size", "precision", "loss", "optimizer",
-            "lr", "scheduler", "augment", "num_workers")
+SETTINGS = ("model", "model_options", "scale", "size", "batch_size", "precision", "loss",
+            "loss_options", "optimizer", "lr", "scheduler", "augment", "rare_crops",
+            "max_time", "num_workers")
 
 
 class RaceScorer(L.Callback):
@@ -64,6 +66,25 @@ def cli_config(data: Path, budget: str, width: int | None = None) -> FitConfig:
     if width:
         config.model_options["filters"] = width
     return config
+
+
+def planned_config(config: FitConfig, budget_s: float, quiet: bool) -> tuple[FitConfig, float]:
+    """What `fit --auto --budget BUDGET` trains with, and the seconds planning took (they
+    count in unetkit's time). One process: the race scores inside this one (its threads
+    then use every core)."""
+    import os
+
+    import torch
+
+    from unetkit.plan import make_plan
+
+    start = time.perf_counter()
+    plan = make_plan(config.data, budget_s, config.format, quiet=quiet,
+                     **config.format_options)
+    planned = plan.to_fit_config(config)
+    planned.devices = 1
+    torch.set_num_threads(os.cpu_count() or 1)
+    return planned, time.perf_counter() - start
 
 
 def run_unetkit(config: FitConfig, splits: dict[str, list[str]], scorer: Scorer,

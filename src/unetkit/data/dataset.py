@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import torch
 from torch.utils.data import Dataset
@@ -35,8 +37,9 @@ class SegmentationDataset(Dataset):
 
     def __init__(self, cache: ArrayCache, indices: list[int], transform: torch.nn.Module,
                  channels: int, mean: list[float], std: list[float],
-                 weight_maps: bool = False) -> None:
+                 weight_maps: bool = False, focus: Any = None) -> None:
         self.cache = cache
+        self.focus = focus  # e.g. data.focus.RareClassCrop, applied before `transform`
         self.weight_maps = weight_maps
         self.indices = list(indices)
         self.transform = transform
@@ -59,8 +62,11 @@ class SegmentationDataset(Dataset):
     def _load(self, item: int) -> tuple[torch.Tensor, ...]:
         i = self.indices[item]
         image = match_channels(np.asarray(self.cache.image(i)), self.channels)
+        mask_array = np.asarray(self.cache.mask(i))
+        if self.focus is not None:
+            image, mask_array = self.focus(image, mask_array)
         image = tv_tensors.Image(torch.from_numpy(image.copy()).permute(2, 0, 1))
-        mask = tv_tensors.Mask(torch.from_numpy(np.array(self.cache.mask(i))))
+        mask = tv_tensors.Mask(torch.from_numpy(np.array(mask_array)))
         image, mask = self.transform(image, mask)
         image = (image.as_subclass(torch.Tensor) - self.mean) / self.std
         mask = mask.as_subclass(torch.Tensor).long()

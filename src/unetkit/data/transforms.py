@@ -14,7 +14,7 @@ from torchvision.transforms import v2
 from unetkit.errors import UsageError
 
 IGNORE = 255  # internal ignore value in class-index masks
-AUGMENTS = ("none", "default", "strong")
+AUGMENTS = ("none", "default", "strong", "natural")
 
 
 class RandomGamma(torch.nn.Module):
@@ -52,6 +52,15 @@ def _crop(size: list[int], train: bool) -> list[torch.nn.Module]:
     return []
 
 
+def _natural(fill: dict, grey: bool) -> list[torch.nn.Module]:
+    """Upright scenes (streets, rooms, pets): mirror left-right only (the sky stays on top),
+    zoom in and out so objects appear at several sizes, tilt a little, jitter the colour."""
+    return [v2.RandomHorizontalFlip(),
+            v2.RandomApply([v2.RandomAffine(degrees=5, scale=(0.75, 1.5), fill=fill)], p=0.7),
+            v2.ColorJitter(brightness=0.25, contrast=0.25, saturation=0 if grey else 0.25,
+                           hue=0 if grey else 0.02)]
+
+
 def build_transforms(size: list[int], augment: str = "default", train: bool = True,
                      grey: bool = False, center_crop: bool = False) -> v2.Compose:
     """Crop/pad to the patch size, then augment (training) and convert to float in [0, 1]."""
@@ -61,7 +70,9 @@ def build_transforms(size: list[int], augment: str = "default", train: bool = Tr
     ops: list[torch.nn.Module] = list(_crop(size, train))
     if center_crop and not train:  # fixed-size models validate on the centre patch
         ops.append(v2.CenterCrop(size))
-    if train and augment != "none":
+    if train and augment == "natural":
+        ops += _natural(fill, grey)
+    elif train and augment != "none":
         strong = augment == "strong"
         ops += [v2.RandomHorizontalFlip(), v2.RandomVerticalFlip(), RandomRot90()]
         ops.append(v2.RandomApply([v2.RandomAffine(

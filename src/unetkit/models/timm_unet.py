@@ -62,13 +62,12 @@ def feature_plan(encoder: str) -> tuple[list[int], list[int], list[int]]:
     return indices, [info[i]["reduction"] for i in indices], [info[i]["num_chs"] for i in indices]
 
 
-def imagenet_weights_file(encoder: str) -> str:
-    """timm's default pretrained weights: from the HF or torch hub cache, else downloaded
-    into it (Hugging Face first, as timm does), else one sentence on what to put where."""
+def cached_imagenet_weights(encoder: str) -> str | None:
+    """timm's default pretrained weights if the HF or torch hub cache already holds them
+    (no network: the planner asks this to know what is on disk)."""
     cfg = timm.models.get_pretrained_cfg(encoder)
-    if cfg is None or not (cfg.hf_hub_id or cfg.url):
-        raise UnetkitError(f"timm has no pretrained weights for encoder {encoder!r}; pass "
-                           "--encoder-weights none or a weights file.")
+    if cfg is None:
+        return None
     if cfg.hf_hub_id:
         repo, _, revision = cfg.hf_hub_id.partition("@")
         for name in ((cfg.hf_hub_filename,) if cfg.hf_hub_filename else HF_FILES):
@@ -77,9 +76,22 @@ def imagenet_weights_file(encoder: str) -> str:
                 revision=revision or None)
             if isinstance(found, str):
                 return found
-    what = f"ImageNet weights for timm encoder {encoder!r}"
     if cfg.url and hub_checkpoint(cfg.url).is_file():
         return str(hub_checkpoint(cfg.url))
+    return None
+
+
+def imagenet_weights_file(encoder: str) -> str:
+    """timm's default pretrained weights: from the HF or torch hub cache, else downloaded
+    into it (Hugging Face first, as timm does), else one sentence on what to put where."""
+    cfg = timm.models.get_pretrained_cfg(encoder)
+    if cfg is None or not (cfg.hf_hub_id or cfg.url):
+        raise UnetkitError(f"timm has no pretrained weights for encoder {encoder!r}; pass "
+                           "--encoder-weights none or a weights file.")
+    found = cached_imagenet_weights(encoder)
+    if found:
+        return found
+    what = f"ImageNet weights for timm encoder {encoder!r}"
     reason = "downloads are off (HF_HUB_OFFLINE/UNETKIT_OFFLINE)"
     if cfg.hf_hub_id and not offline():
         repo, _, revision = cfg.hf_hub_id.partition("@")

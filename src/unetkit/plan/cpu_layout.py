@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
 from unetkit.plan.probe import Measurements
 from unetkit.train.parallel import MIN_BATCH_PER_PROCESS
@@ -56,11 +57,18 @@ def _one_label(m: Measurements) -> str:
             + (f" (the faster of {tried} threads)" if len(m.threads_tested) > 1 else ""))
 
 
+def layout_speed(m: Measurements) -> Any:
+    """The speed sample the processes were probed on (its key is recorded; older plans
+    probed the first candidate)."""
+    key = m.processes_tested.get("key")
+    return next((s for s in m.speeds if s.key == key), m.speeds[0])
+
+
 def images_per_s(m: Measurements, augment: str) -> tuple[float, float | None]:
-    """Training images/s of the first candidate on one process and as N processes (None when
-    the processes were not measured), data loading included."""
+    """Training images/s of the probed candidate on one process and as N processes (None
+    when the processes were not measured), data loading included."""
     loader = m.loader_s_per_image.get(augment, 0.0)
-    first = m.speeds[0]
+    first = layout_speed(m)
     one = first.batch / (first.step_s + first.batch * loader)
     p = m.processes_tested
     if not p.get("step_s"):
@@ -94,7 +102,7 @@ def choose_layout(m: Measurements, batch: int, augment: str, train_s: float) -> 
         return Layout(1, f"{_one_label(m)}: {label} train {ratio:.1f}x faster "
                            f"({measured}), but would save ~{saved:.0f}s of the training time, "
                            f"less than the {p['startup_s']:.0f}s they take to start")
-    first = m.speeds[0]  # the probe's DDP step trained batch_per_process x n of its batch
+    first = layout_speed(m)  # the probe's DDP step trained batch_per_process x n of its batch
     step_factor = p["step_s"] / (first.step_s * p["batch_per_process"] * n / first.batch)
     eval_factor = 1.0
     if p["threads_each"] != m.threads and m.threads_tested:  # validation on fewer threads

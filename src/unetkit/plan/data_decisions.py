@@ -21,11 +21,38 @@ SEPARATED_MIN_OBJECTS = 5  # foreground objects per image for "objects parted by
 WEIGHT_MAPS_FOR_SEPARATED = False  # border weight maps lost to bce-dice on membrane
 RARE = 0.10  # a class below this pixel share counts as rare
 VAL_CAP = 50  # validation images per epoch at most (large data sets)
+SCENE_BATCH = 8  # whole frames per step for scenes on CPU (docs/decisions.md)
+SCENE_SIDE = 192  # longest side of a whole scene frame on CPU, px (docs/decisions.md)
 
 
-def _scale_decision(fp: Fingerprint, cap: int) -> Decision:
-    """Full resolution for thin structures; else the cache scale, shrunk further when large
-    objects would not fit about two to a patch."""
+def scenes(fp: Fingerprint) -> bool:
+    """Upright RGB images with several classes (streets, rooms, aerial-oblique views): the
+    rules measured on CamVid apply (docs/decisions.md)."""
+    return fp.channels == 3 and fp.upright and fp.num_classes >= 3
+
+
+def _scene_scale(fp: Fingerprint, cap: int, device: str) -> Decision:
+    """Whole frames for scenes: the median image shrunk until its longest side is
+    SCENE_SIDE px (docs/decisions.md: on CamVid whole frames beat full-resolution crops by
+    far, and 192 px beat 256 px within a CPU budget)."""
+    longest = max(fp.height["median"], fp.width["median"])
+    side = min(cap, SCENE_SIDE) if device == "cpu" else cap  # measured on CPU only
+    scale = min(1.0, round(side / longest, 4))
+    thin = [c for c in fp.classes if c.thin]
+    kept = (f"; thin classes ({', '.join(c.name for c in thin)}) stay about "
+            f"{min(min(c.thickness, c.edt_width) for c in thin) * scale:.1f} px wide"
+            if thin else "")
+    return Decision(scale, f"upright scenes: whole frames ({round(fp.height['median'] * scale)}x"
+                    f"{round(fp.width['median'] * scale)} px) give the network the scene's "
+                    "context and several times more images per second than full-resolution "
+                    f"crops, which learn more per minute on a CPU than finer detail{kept}")
+
+
+def _scale_decision(fp: Fingerprint, cap: int, device: str) -> Decision:
+    """Whole frames for scenes; full resolution for thin structures; else the cache scale,
+    shrunk further when large objects would not fit about two to a patch."""
+    if scenes(fp):
+        return _scene_scale(fp, cap, device)
     longest = max(fp.height["max"], fp.width["max"])
     thin = [c for c in fp.classes if c.thin]
     objects = [c for c in fp.object_classes() if not c.thin]
@@ -52,7 +79,7 @@ def _scale_decision(fp: Fingerprint, cap: int) -> Decision:
 def data_decisions(fp: Fingerprint, device: str) -> dict[str, Decision]:
     """Scale, patch size, batch size, depth and validation split: from the data alone."""
     cap = patch_cap(device)
-    d: dict[str, Decision] = {"scale": _scale_decision(fp, cap)}
+    d: dict[str, Decision] = {"scale": _scale_decision(fp, cap, device)}
     s = d["scale"].value
     h = max(1, round(fp.height["min"] * s))
     w = max(1, round(fp.width["min"] * s))
@@ -60,13 +87,21 @@ def data_decisions(fp: Fingerprint, device: str) -> dict[str, Decision]:
     d["size"] = Decision(size, f"the images' own scale, at most {cap} px on {device.upper()} "
                          f"(smallest image {h}x{w} px after scaling"
                          + ("; smaller images are padded" if min(h, w) < 32 else "") + ")")
+    if scenes(fp):  # the whole frame, not a multiple of 32: the models pad it
+        size = [min(cap, h), min(cap, w)]
+        d["size"] = Decision(size, f"the whole frame (smallest image {h}x{w} px after scaling)")
     depth = 4 if min(size) >= 128 else 3 if min(size) >= 64 else 2
     d["depth"] = Decision(depth, "four poolings as in the classic U-Net" if depth == 4 else
                           f"{depth} poolings so the {min(size)} px patch keeps >= 8 px at the "
                           "bottleneck")
 
     n = fp.images
-    if n == 1:
+    official = fp.official_splits
+    if official.get("val"):
+        n_val, n_train = official["val"], official["train"]
+        d["val_split"] = Decision(0.2, f"the data set's official split: {n_train} training, "
+                                  f"{n_val} validation images (the fraction is unused)")
+    elif n == 1:
         d["val_split"] = Decision(0.0, "only one image, so nothing can be held out: validation "
                                   "scores come from the training image and are optimistic "
                                   "(a folder holding just the image and its labels file is "
@@ -90,6 +125,10 @@ def data_decisions(fp: Fingerprint, device: str) -> dict[str, Decision]:
     capped = f", capped by {n_train} training image(s)" if batch == n_train else ""
     d["batch_size"] = Decision(batch, f"about {pixels_per_step(device) // 65536} 256x256-"
                                f"patch equivalents per step on {device.upper()}{capped}")
+    if scenes(fp) and device == "cpu":
+        batch = max(1, min(SCENE_BATCH, n_train))
+        d["batch_size"] = Decision(batch, f"{batch} whole frames per step, as measured on "
+                                   "street scenes")
     # fit draws about one image-area of patches per training image per epoch
     train_area = fp.total_pixels * s * s * n_train / max(n, 1)
     samples = max(n_train, math.ceil(train_area / (size[0] * size[1])))
@@ -132,8 +171,12 @@ def loss_decisions(fp: Fingerprint) -> dict[str, Decision]:
     fractions = [max(c.pixel_fraction, 1e-6) for c in fp.classes]
     if minority.pixel_fraction < RARE and d["loss"].value != "weighted-ce":
         median = sorted(fractions)[len(fractions) // 2]
-        weights = [round(min(10.0, max(1.0, (median / f) ** 0.5)), 2) for f in fractions]
+        power = 1.0 if scenes(fp) else 0.5
+        weights = [round(min(10.0, max(1.0, (median / f) ** power)), 2) for f in fractions]
         d["loss_options"] = Decision({"class_weights": weights}, (
+            "class weights by median-frequency balancing (SegNet's), clipped to [1, 10], for "
+            "the cross-entropy term: in scenes the rare small classes need the full weight"
+            if power == 1.0 else
             "class weights by square-root median-frequency balancing, clipped to [1, 10], for "
             "the cross-entropy term"))
     else:

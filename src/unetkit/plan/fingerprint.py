@@ -18,6 +18,11 @@ Geometry per class (pooled over the sampled images):
 A class is *thin* (membranes, vessels, cracks) when it is narrow (width <= THIN_MAX_WIDTH px)
 and elongated (elongation >= THIN_MIN_ELONGATION); thin structures must not be downscaled.
 
+Images are *upright* (street scenes, rooms, pets; not microscopy) when their classes sit
+differently in the top and bottom halves: the total-variation distance between the two halves'
+class distributions is at least UPRIGHT_MIN_SHIFT and at least twice that between the left
+and right halves (a scene's sky is on top, its left and right look alike).
+
 Masks are *sparse* (partial labels, e.g. scribbles) when more than SPARSE_MIN_UNLABELED of the
 pixels are unlabeled (the ignore value). Their labelled components are strokes, not objects,
 so no geometry is measured for them (structure "unknown"): a 3 px stroke is no thin class.
@@ -39,6 +44,7 @@ STATS_IMAGES = 256  # images used for pixel frequencies and intensities
 INTENSITY_PIXELS = 65_536  # pixels per image (strided) for intensity statistics
 THIN_MAX_WIDTH = 12.0  # px: a class narrower than this ...
 THIN_MIN_ELONGATION = 10.0  # ... and this elongated is a thin structure
+UPRIGHT_MIN_SHIFT = 0.15  # top/bottom class-distribution distance of upright images
 SPARSE_MIN_UNLABELED = 0.5  # masks with a larger share of unlabeled pixels are partial labels
 _EIGHT = np.ones((3, 3), dtype=bool)
 
@@ -85,6 +91,11 @@ class Fingerprint:
     geometry_images: int = 0
     cache_scale: float = 1.0  # the cache it was measured on (lengths are in original pixels)
     sparse: bool = False  # partial labels: most pixels unlabeled (see the module docstring)
+    # class-distribution distance between the image halves: "vertical" (top/bottom) and
+    # "horizontal" (left/right); see the module docstring
+    layout_shift: dict[str, float] = field(default_factory=dict)
+    # images per official split when the format has one (CamVid: train/val/test), else {}
+    official_splits: dict[str, int] = field(default_factory=dict)
 
     @property
     def num_classes(self) -> int:
@@ -98,6 +109,12 @@ class Fingerprint:
     def annotated_fraction(self) -> float:
         """Share of the pixels that carry a class (the rest is ignored or unlabeled)."""
         return 1.0 - self.ignore_fraction
+
+    @property
+    def upright(self) -> bool:
+        """Scenes with a top and a bottom (see the module docstring): no vertical flips."""
+        v = self.layout_shift.get("vertical", 0.0)
+        return v >= UPRIGHT_MIN_SHIFT and v >= 2 * self.layout_shift.get("horizontal", 0.0)
 
     def minority(self) -> ClassStats:
         """The least frequent class that occurs at all (the hardest one to learn)."""
@@ -207,6 +224,29 @@ def _class_geometry(masks: list[np.ndarray], c: int) -> dict[str, Any]:
     }
 
 
+def _layout_shift(masks: list[np.ndarray], k: int) -> dict[str, float]:
+    """Total-variation distance between the class distributions of the top and bottom (and
+    left and right) halves of the masks, labelled pixels only."""
+    halves = np.zeros((4, k), dtype=np.float64)  # top, bottom, left, right
+    for m in masks:
+        h, w = m.shape[:2]
+        for row, part in enumerate((m[: h // 2], m[h - h // 2:], m[:, : w // 2],
+                                    m[:, w - w // 2:])):
+            halves[row] += np.bincount(part.ravel(), minlength=256)[:k]
+    share = halves / np.maximum(halves.sum(1, keepdims=True), 1)
+    return {"vertical": round(0.5 * float(np.abs(share[0] - share[1]).sum()), 4),
+            "horizontal": round(0.5 * float(np.abs(share[2] - share[3]).sum()), 4)}
+
+
+def _official_splits(data: PreparedData) -> dict[str, int]:
+    """Images per split when every sample carries an official one with a train part, as
+    `make_splits` then uses them."""
+    splits = [s.split for s in data.spec.samples]
+    if not splits or not all(splits) or "train" not in splits:
+        return {}
+    return {name: splits.count(name) for name in sorted(set(splits))}
+
+
 def _rescale(stats: dict[str, Any], scale: float) -> dict[str, Any]:
     """Geometry measured on a cache at `scale` -> original-resolution pixels."""
     if scale == 1.0 or not stats:
@@ -290,7 +330,9 @@ def compute_fingerprint(data: PreparedData, source: str | Path | None = None,
         raw_channels=raw_channels, bit_depth=_bit_depth(data), intensity=intensity,
         classes=classes, ignore_fraction=round(unlabeled, 5),
         structure=structure, thin_classes=thin, geometry_images=len(geo_idx),
-        cache_scale=float(cache_scale), sparse=sparse)
+        cache_scale=float(cache_scale), sparse=sparse,
+        layout_shift=_layout_shift([np.asarray(cache.mask(i)) for i in stats_idx], k),
+        official_splits=_official_splits(data))
 
 
 def describe(fp: Fingerprint) -> list[str]:
@@ -317,6 +359,10 @@ def describe(fp: Fingerprint) -> list[str]:
                      f"width {min(c.thickness, c.edt_width):.1f} px, elongation "
                      f"{c.elongation:.3g}" + (" -> THIN" if c.thin else ""))
         lines.append(text)
+    if fp.layout_shift:
+        lines.append(f"layout: class mix differs top/bottom by {fp.layout_shift['vertical']:.2f}"
+                     f", left/right by {fp.layout_shift['horizontal']:.2f}"
+                     + (" -> UPRIGHT scenes" if fp.upright else ""))
     if fp.sparse:
         lines.append(f"masks are partial: {100 * fp.annotated_fraction:.2g}% of pixels "
                      "annotated; unlabeled pixels are left out of loss and metrics")

@@ -53,7 +53,7 @@ from unetkit.plan.budget import (
     schedule,
 )
 from unetkit.plan.cpu_layout import Layout, choose_layout, layout_batch, processes_to_probe
-from unetkit.plan.data_decisions import data_decisions, loss_decisions
+from unetkit.plan.data_decisions import data_decisions, loss_decisions, scenes
 from unetkit.plan.fingerprint import Fingerprint, compute_fingerprint
 from unetkit.plan.probe import Candidate, Machine, Measurements, machine_info, probe_hardware
 from unetkit.plan.record import Decision, Plan, fmt_s, load_plan
@@ -70,6 +70,11 @@ SMALL_DATA = 100  # training images at or below which augmentation is strong
 # the measurements behind the next rule are in docs/decisions.md
 STRONG_MIN_EPOCHS = 60  # strong augmentation only pays over many passes over the data
 WIDTH_COST = 2.8  # step time ratio per doubling of width (for deciding what to probe)
+SCENE_ENCODER = {"encoder": "resnet18", "encoder_weights": "none"}  # from scratch
+
+
+def _from_scratch(speed: Any) -> bool:
+    return speed.model == "unet" or speed.options.get("encoder_weights") == "none"
 
 
 def candidates(fp: Fingerprint, machine: Machine, depth: int,
@@ -84,6 +89,9 @@ def candidates(fp: Fingerprint, machine: Machine, depth: int,
                      {"filters": f, "depth": depth, "norm": "batch", **extra},
                      f"U-Net, {f} filters, depth {depth}, batch norm"
                      + (", 2x2 space-to-depth stem" if stem else "")) for f in widths]
+    if scenes(fp):
+        out.append(Candidate("timm-unet-resnet18", "timm-unet", dict(SCENE_ENCODER),
+                             "ResNet-18 encoder U-Net, from scratch"))
     if fp.channels == 3 and not fp.thin_classes:
         if "mobilenet_v2-unet" in machine.pretrained_available:
             out.append(Candidate("mobilenet_v2-unet", "mobilenet_v2-unet",
@@ -96,6 +104,14 @@ def candidates(fp: Fingerprint, machine: Machine, depth: int,
     return out
 
 
+def first_augment(fp: Fingerprint, n_train: int) -> str:
+    """natural for upright scenes, strong for small data sets, else default (the planner
+    may still trade strong for default when too few passes fit)."""
+    if scenes(fp):
+        return "natural"
+    return "strong" if n_train <= SMALL_DATA else "default"
+
+
 # ------------------------------------------------------------------------------ decisions ---
 
 def _choose_model(fp: Fingerprint, m: Measurements, budget_s: float, augment: str,
@@ -105,7 +121,8 @@ def _choose_model(fp: Fingerprint, m: Measurements, budget_s: float, augment: st
     measured = [s for s in m.speeds if memory_ok(s, m, batch, size)] or m.speeds[:1]
     sched = {s.key: schedule(s, m, budget_s, augment, dd, weight_maps) for s in measured}
     unets = [s for s in measured if s.model == "unet"]
-    pretrained = [s for s in measured if s.model != "unet"]
+    encoders = [s for s in measured if s.model != "unet" and _from_scratch(s)]
+    pretrained = [s for s in measured if not _from_scratch(s)]
     fastest = max(measured, key=lambda s: sched[s.key]["steps"])
     if sched[fastest.key]["steps"] < MIN_STEPS:
         need = needed_budget(fastest, m, augment, dd, weight_maps)
@@ -122,6 +139,13 @@ def _choose_model(fp: Fingerprint, m: Measurements, budget_s: float, augment: st
             f"ImageNet weights are on disk and RGB images without thin structures suit a "
             f"pretrained encoder, which converges in fewer steps: {sched[best.key]['steps']} "
             f"steps fit the budget")
+    deep = [s for s in encoders if sched[s.key]["steps"] >= TARGET_STEPS]
+    if deep:
+        best = deep[0]
+        return best, sched[best.key], (
+            f"upright multi-class scenes: a ResNet-18 encoder U-Net (from scratch) learned "
+            f"more per minute than plain U-Nets on street scenes, and it gets "
+            f"{sched[best.key]['steps']} optimiser steps (>= {TARGET_STEPS}) here")
     enough = [s for s in unets if sched[s.key]["steps"] >= TARGET_STEPS]
     if enough:
         best = max(enough, key=lambda s: s.options.get("filters", 0))
@@ -166,7 +190,7 @@ def _optimisation_decisions(speed: Any, sched: dict[str, Any], budget: float,
     """Optimiser, rate, schedule, epoch cap and time limit, precision, threads, processes."""
     d: dict[str, Decision] = {}
     opts = dict(speed.options)
-    pretrained = speed.model != "unet"
+    pretrained = not _from_scratch(speed)
     lr = 3e-4 if pretrained and not opts.get("freeze_encoder") else 1e-3
     d["optimizer"] = Decision("adamw", "AdamW: robust without tuning for U-Nets")
     d["lr"] = Decision(lr, "peak of the one-cycle schedule; 1e-3 suits batch-norm U-Nets"
@@ -223,7 +247,7 @@ def decide(fp: Fingerprint, m: Measurements, budget_s: float | str, data: str | 
         ld["loss"] = Decision(fixed["loss"], "as asked")
     weight_maps = ld["loss"].value == "weighted-ce"
     n_train = dd["_n_train"].value
-    augment = fixed.get("augment") or ("strong" if n_train <= SMALL_DATA else "default")
+    augment = fixed.get("augment") or first_augment(fp, n_train)
     layout = _plan_layout(m, dd, augment, budget)
     speed, sched, model_reason = _choose_model(fp, m, budget, augment, dd, weight_maps)
     aug_reason = (f"strong (elastic, larger affine, gamma, blur, noise) for a small training set "
@@ -240,6 +264,12 @@ def decide(fp: Fingerprint, m: Measurements, budget_s: float | str, data: str | 
     elif augment == "default":
         aug_reason = (f"default (flips, mild affine, colour jitter): {n_train} training images "
                       "already vary enough")
+    elif augment == "natural":
+        aug_reason = (f"natural (left-right flips, zoom 0.75-1.5x, small tilt, colour): the "
+                      f"scenes are upright (class mix differs top/bottom by "
+                      f"{fp.layout_shift['vertical']:.2f}, left/right by "
+                      f"{fp.layout_shift['horizontal']:.2f}), so no top-bottom flips or "
+                      "rotations")
 
     if sched["steps"] < TARGET_STEPS and dd["batch_size"].value > MIN_BATCH:
         old_batch, old_steps = dd["batch_size"].value, sched["steps"]
@@ -256,7 +286,9 @@ def decide(fp: Fingerprint, m: Measurements, budget_s: float | str, data: str | 
     opts = dict(speed.options)
     d["model_options"] = Decision(opts, "batch norm trains faster and steadier from scratch; "
                                   + dd["depth"].reason if speed.model == "unet" else
-                                  "the probed configuration")
+                                  "the probed configuration" + (
+                                      ": random initial weights, nothing to download"
+                                      if _from_scratch(speed) else ""))
     for key in ("scale", "size", "batch_size"):
         d[key] = dd[key]
     d.update(ld)
@@ -330,7 +362,7 @@ def make_plan(data: str | Path, budget_s: float | str, format: str = "auto",
         scale = dd["scale"].value
         eval_size = [max(32, round(fp.height["median"] * scale)),
                      max(32, round(fp.width["median"] * scale))]
-        augment = "strong" if n_train <= SMALL_DATA else "default"
+        augment = first_augment(fp, n_train)
 
         def worth(cand: Candidate, so_far: Measurements, left: float) -> bool:
             """Probe a wider model only if it could be chosen and its probe fits the time."""
@@ -343,14 +375,17 @@ def make_plan(data: str | Path, budget_s: float | str, format: str = "auto",
             so_far.prepare_s = prepare_s
             so_far.probe_s = time.perf_counter() - start - prepare_s + 4 * guess.step_s
             sched = schedule(guess, so_far, budget, augment, dd)
-            return sched["steps"] >= (TARGET_STEPS if cand.model == "unet"
-                                      else TARGET_STEPS // 2)
+            return sched["steps"] >= (TARGET_STEPS if cand.options.get("encoder_weights")
+                                      in (None, "none") else TARGET_STEPS // 2)
 
         allowance = min(90.0, max(12.0, 0.08 * budget))
         processes, why_not = processes_to_probe(machine.cores, batch, budget) \
             if machine.device == "cpu" else (0, "")
+        # scenes: threads and processes are measured on the encoder U-Net they will train
+        layout_on = next((i for i, c in enumerate(cands) if c.options == SCENE_ENCODER), 0) \
+            if scenes(fp) else 0
         m = probe_hardware(prepared, machine, cands, size, batch, eval_size, fp.channels,
-                           fp.num_classes, allowance, worth, quiet, processes)
+                           fp.num_classes, allowance, worth, quiet, processes, layout_on)
         m.prepare_s = prepare_s
         if why_not:
             m.processes_tested = {"skipped": why_not}

@@ -131,10 +131,10 @@ def _pretrained_available(channels: int) -> list[str]:
     except Exception:  # noqa: BLE001 — an unusable encoder is simply not a candidate
         pass
     try:
-        from unetkit.models.timm_unet import imagenet_weights_file
+        from unetkit.models.timm_unet import cached_imagenet_weights
 
-        imagenet_weights_file("resnet34")
-        found.append("timm-unet")
+        if cached_imagenet_weights("resnet34"):  # on disk only: planning never downloads
+            found.append("timm-unet")
     except Exception:  # noqa: BLE001
         pass
     return found
@@ -274,13 +274,17 @@ def probe_hardware(data: PreparedData, machine: Machine, candidates: list[Candid
                    size: list[int], batch: int, eval_size: list[int], channels: int,
                    num_classes: int, allowance_s: float,
                    worth_probing: Callable[[Candidate, Measurements, float], bool] | None = None,
-                   quiet: bool = False, processes: int = 0) -> Measurements:
+                   quiet: bool = False, processes: int = 0, layout_on: int = 0
+                   ) -> Measurements:
     """Time `candidates` in order (cheapest first), within about `allowance_s` seconds.
 
-    The first candidate is always measured; each later one only while the allowance lasts
-    and `worth_probing(candidate, measured so far, seconds left)` says it could be chosen.
-    With `processes` > 1 (CPU), the first is also timed as `processes` DDP processes x one
-    thread each (plan/probe_processes.py), outside the allowance.
+    The first candidate and candidate `layout_on` (the one the plan expects to choose) are
+    always measured; each other one only while the allowance lasts and
+    `worth_probing(candidate, measured so far, seconds left)` says it could be chosen. On
+    candidate `layout_on` the thread counts are compared and, with `processes` > 1 (CPU), it
+    is also timed as `processes` DDP processes x one thread each
+    (plan/probe_processes.py), outside the allowance: what wins for a small U-Net need not
+    win for a ResNet encoder.
     """
     from unetkit.device import pick_device
 
@@ -293,29 +297,31 @@ def probe_hardware(data: PreparedData, machine: Machine, candidates: list[Candid
     try:
         for n, cand in enumerate(candidates):
             left = allowance_s - (time.perf_counter() - start)
-            if n > 0 and (left <= 0 or (worth_probing and not worth_probing(cand, m, left))):
+            if n not in (0, layout_on) and (left <= 0 or (worth_probing and not
+                                                          worth_probing(cand, m, left))):
                 continue
             say(f"  probing {cand.key} ({cand.description}) at {size[0]}x{size[1]}, "
                  f"batch {batch} ...", quiet)
             make = functools.partial(CandidateTrainer, cand, channels, logits,
                                      2 if logits == 1 else logits, device, machine.precision)
             trainer = make()
-            if n == 0 and device.type == "cpu" and threads_before > 1:
+            if n == layout_on and device.type == "cpu" and threads_before > 1:
                 step_s = _thread_test(trainer, batches, threads_before, m)
             else:
                 trainer.step(batches[0])  # warm-up
                 step_s = float(np.mean([trainer.step(b) for b in batches[1:]]))
             if n == 0:  # the data pipeline, at the thread count training will use
-                for augment in ("default", "strong"):
+                for augment in ("default", "strong", "natural"):
                     m.loader_s_per_image[augment] = round(
                         _loader_cost(data, size, channels, augment), 4)
                 # extra cost of the U-Net paper's border weight maps (loss weighted-ce)
                 m.loader_s_per_image["weight_maps"] = round(max(0.0, _loader_cost(
                     data, size, channels, "default", True) - m.loader_s_per_image["default"]), 4)
-            if n == 0 and processes > 1 and device.type == "cpu":
+            if n == layout_on and processes > 1 and device.type == "cpu":
                 from unetkit.plan.probe_processes import probe_processes
 
-                m.processes_tested = probe_processes(make, batches, processes, quiet=quiet)
+                m.processes_tested = {**probe_processes(make, batches, processes,
+                                                        quiet=quiet), "key": cand.key}
             m.speeds.append(SpeedSample(
                 key=cand.key, model=cand.model, options=dict(cand.options), size=list(size),
                 batch=batch, step_s=round(step_s, 4),

@@ -26,7 +26,7 @@ PLAN_VERSION = 1
 # decisions that map onto FitConfig fields of the same name
 FIT_FIELDS = ("model", "model_options", "scale", "size", "batch_size", "loss", "loss_options",
               "optimizer", "lr", "weight_decay", "scheduler", "augment", "epochs", "max_time",
-              "val_split", "test_split", "precision", "devices")
+              "val_split", "test_split", "precision", "devices", "rare_crops")
 RUNTIME_FIELDS = ("threads",)
 
 

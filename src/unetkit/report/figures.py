@@ -60,3 +60,34 @@ def plot_predictions(items: list[tuple[str, np.ndarray, np.ndarray, np.ndarray, 
         for ax in row:
             ax.axis("off")
     save_figure(fig, path)
+
+
+def plot_confusion(confusion: list[list[int]], class_names: list[str], path: Path) -> None:
+    """Row-normalised confusion matrix (each true class's pixels: where they went), with the
+    classes the model never predicts marked in red, so a missing rare class shows at once."""
+    conf = np.asarray(confusion, dtype=np.float64)
+    k = conf.shape[0]
+    share = conf / np.maximum(conf.sum(1, keepdims=True), 1)
+    never = [conf[:, j].sum() == 0 and conf[j].sum() > 0 for j in range(k)]
+    side = max(4.0, 0.55 * k + 2.5)
+    fig, ax = plt.subplots(figsize=(side + 1.2, side))
+    im = ax.imshow(share, cmap="Blues", vmin=0, vmax=1)
+    if k <= 25:
+        for i in range(k):
+            for j in range(k):
+                if share[i, j] >= 0.005:
+                    ax.text(j, i, f"{share[i, j]:.0%}", ha="center", va="center", fontsize=7,
+                            color="white" if share[i, j] > 0.5 else "black")
+    ax.set_xticks(range(k), class_names, rotation=60, ha="right", fontsize=8)
+    diag = np.diag(conf)
+    iou = diag / np.maximum(conf.sum(0) + conf.sum(1) - diag, 1)
+    ax.set_yticks(range(k), [f"{n} (never predicted)" if never[i] else f"{n}  IoU {iou[i]:.2f}"
+                             for i, n in enumerate(class_names)], fontsize=8)
+    for tick, flagged in zip(ax.get_yticklabels(), never, strict=True):
+        if flagged:
+            tick.set_color("red")
+    ax.set_xlabel("predicted class")
+    ax.set_ylabel("true class (row: share of its pixels)")
+    fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
+    ax.set_title("confusion matrix (pooled pixels)")
+    save_figure(fig, path)

@@ -17,7 +17,7 @@ from unetkit.infer.evaluate import evaluate_samples, write_per_image
 from unetkit.infer.predict import Predictor
 from unetkit.io_utils import atomic_write_text
 from unetkit.models.artifact import load_model
-from unetkit.report.figures import plot_curves, plot_predictions
+from unetkit.report.figures import plot_confusion, plot_curves, plot_predictions
 
 SHOWN = 4
 
@@ -39,7 +39,7 @@ def write_report(out: Path, data: PreparedData, splits: dict[str, list[str]],
                "best_epoch": model.unetkit_meta.get("best_epoch")}
     if model.unetkit_meta.get("calibration"):  # fit's temperature scaling: ECE before/after
         metrics["calibration"]["fitted"] = model.unetkit_meta["calibration"]
-    plot_reliability(metrics["calibration"], report / "reliability.png")
+    write_pictures(metrics, report)
     atomic_write_text(report / "summary.json", json.dumps(metrics, indent=1))
     write_per_image(result.per_image, report / "per_image.csv")
     ranked = sorted(zip(result.per_image, samples, strict=True), key=lambda r: r[0]["dice"])
@@ -53,9 +53,18 @@ def write_report(out: Path, data: PreparedData, splits: dict[str, list[str]],
     plot_predictions(items, model.unetkit_meta["class_names"], report / "predictions.png")
     if not quiet:
         print_metrics(metrics, f"Validation metrics ({metrics['images']} images, full size)")
-        print(f"Report: {report}/ (curves.png, predictions.png, reliability.png, summary.json)",
+        print(f"Report: {report}/ (curves.png, predictions.png, confusion.png, reliability.png, "
+              "summary.json)",
               file=sys.stderr)
     return metrics
+
+
+def write_pictures(metrics: dict[str, Any], folder: Path) -> None:
+    """The pictures of a metrics JSON: reliability diagram and confusion matrix."""
+    plot_reliability(metrics["calibration"], folder / "reliability.png")
+    if metrics.get("confusion"):
+        plot_confusion(metrics["confusion"], list(metrics["per_class"]),
+                       folder / "confusion.png")
 
 
 def print_metrics(metrics: dict[str, Any], title: str) -> None:
@@ -68,7 +77,19 @@ def print_metrics(metrics: dict[str, Any], title: str) -> None:
         lines.append(f"  {'ece':<15} {calibration['ece']:.4f}")
     per_class = metrics.get("per_class", {})
     if per_class:
+        never = never_predicted(metrics)
         lines.append(f"  {'class':<15} {'dice':>7} {'iou':>7}")
         for name, v in per_class.items():
-            lines.append(f"  {name:<15} {v['dice']:>7.4f} {v['iou']:>7.4f}")
+            lines.append(f"  {name:<15} {v['dice']:>7.4f} {v['iou']:>7.4f}"
+                         + ("  never predicted" if name in never else ""))
     print("\n".join(lines), file=sys.stderr)
+
+
+def never_predicted(metrics: dict[str, Any]) -> list[str]:
+    """Classes present in the truth that the model predicted on no pixel at all."""
+    conf = metrics.get("confusion")
+    if not conf:
+        return []
+    names = list(metrics.get("per_class", {}))
+    return [n for j, n in enumerate(names)
+            if sum(row[j] for row in conf) == 0 and sum(conf[j]) > 0]

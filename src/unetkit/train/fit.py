@@ -289,7 +289,8 @@ def _loaders(resolved: FitConfig, setup: _Setup, data: PreparedData, train_idx: 
     weight_maps = resolved.loss == "weighted-ce"
     valid_padding = geometry_of(setup.model).valid_padding
     train_ds = training_dataset(data.cache, train_idx, size, resolved.augment, channels,
-                                setup.mean, setup.std, weight_maps)
+                                setup.mean, setup.std, weight_maps, resolved.rare_crops,
+                                data.mask.num_classes)
     val_tf = build_transforms(size, "none", False, channels == 1, center_crop=valid_padding)
     shown = val_idx or train_idx[:1]
     val_ds = SegmentationDataset(data.cache, shown, val_tf, channels, setup.mean, setup.std,

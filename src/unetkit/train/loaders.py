@@ -8,6 +8,7 @@ from torch.utils.data import DataLoader, Sampler
 
 from unetkit.data.cache import ArrayCache
 from unetkit.data.dataset import SegmentationDataset
+from unetkit.data.focus import RareClassCrop, rare_classes
 from unetkit.data.transforms import build_transforms
 
 
@@ -39,11 +40,17 @@ class EpochSeededSampler(Sampler[int]):
 
 def training_dataset(cache: ArrayCache, indices: list[int], size: list[int], augment: str,
                      channels: int, mean: list[float], std: list[float],
-                     weight_maps: bool = False) -> SegmentationDataset:
-    """Augmented random patches of `size` from the cached training images."""
+                     weight_maps: bool = False, rare_crops: float = 0.0,
+                     num_classes: int = 2) -> SegmentationDataset:
+    """Augmented random patches of `size` from the cached training images; `rare_crops` of
+    them centred on a rare class (data/focus.py)."""
+    focus = None
+    if rare_crops > 0:
+        focus = RareClassCrop(rare_classes(cache, indices, max(num_classes, 2)), rare_crops,
+                              size)
     return SegmentationDataset(cache, indices, build_transforms(size, augment, True,
                                                                 channels == 1),
-                               channels, mean, std, weight_maps)
+                               channels, mean, std, weight_maps, focus)
 
 
 def make_loader(ds: SegmentationDataset, batch: int, train: bool, workers: int, seed: int,

@@ -48,6 +48,8 @@ class SegmentationModule(L.LightningModule):
         self.optimizer_name, self.lr, self.weight_decay = optimizer, lr, weight_decay
         self.scheduler_name, self.max_time = scheduler, max_time
         self.channels_last = channels_last
+        if channels_last:  # weights too: their gradients then match DDP's buckets
+            model.to(memory_format=torch.channels_last)
         self.train_conf = confusion_metric(num_classes)
         self.val_conf = confusion_metric(num_classes)
         self._start = time.monotonic()  # only without a trainer Timer (bench, probe)
