@@ -152,24 +152,22 @@ def fit_options(
         "max_time": max_time, "batch_size": batch_size, "loss": loss, "optimizer": optimizer,
         "lr": _parse_lr(lr), "scheduler": scheduler, "val_split": val_split,
         "test_split": test_split, "folds": folds, "augment": augment, "rare_crops": rare_crops,
-        "precision": precision,
-        "devices": devices, "num_nodes": num_nodes, "seed": seed, "patience": patience,
-        "monitor": monitor, "skip_bad": skip_bad, "calibrate": calibrate, "out": str(out),
-        "grad_clip": grad_clip,
-        "accumulate": accumulate, "deterministic": deterministic, "unfreeze_at": unfreeze_at,
+        "precision": precision, "devices": devices, "num_nodes": num_nodes, "seed": seed,
+        "patience": patience, "monitor": monitor, "skip_bad": skip_bad, "calibrate": calibrate,
+        "out": str(out), "grad_clip": grad_clip, "accumulate": accumulate,
+        "deterministic": deterministic, "unfreeze_at": unfreeze_at,
         "init_from": None if init_from is None else str(init_from)}
     for key, value in given.items():
         src = ctx.get_parameter_source(key) if ctx is not None else None
         if config is None or (src is not None and src.name != "DEFAULT"):
             setattr(base, key, value)
-    _merge_options(base, option, {"encoder": encoder, "encoder_weights": encoder_weights,
-                                  "freeze_encoder": freeze_encoder}, format_option,
-                   loss_option, class_weights)
+    encoder_options = {"encoder": encoder, "encoder_weights": encoder_weights,
+                       "freeze_encoder": freeze_encoder}
+    _merge_options(base, option, encoder_options, format_option, loss_option, class_weights)
     if not base.data:
         raise UsageError("--data is required: the folder holding the images and masks.")
-    model_src = ctx.get_parameter_source("model") if ctx is not None else None
-    if init_from is not None and config is None and getattr(model_src, "name", "DEFAULT") \
-            == "DEFAULT":
+    model_src = getattr(ctx.get_parameter_source("model") if ctx else None, "name", "DEFAULT")
+    if init_from is not None and config is None and model_src == "DEFAULT":
         from unetkit.train.init_from import init_source
 
         base.model = init_source(str(init_from))["architecture"]["name"]  # the run's model

@@ -44,15 +44,16 @@ class _Finished:
 
 
 def _fake_fits(monkeypatch: pytest.MonkeyPatch, dice: dict[str, float],
-               val: dict[str, list[str]], binary: bool = True) -> list[tuple[list[str], str, int]]:
+               val: dict[str, list[str]], binary: bool = True
+               ) -> list[tuple[list[str], str, list[int]]]:
     """Replace the two `unetkit fit` processes by ones that write finished runs at once;
-    return what each was launched with (args, log name, threads)."""
+    return what each was launched with (args, log name, cores it is pinned to)."""
     from unetkit.bench import compare
 
-    launched: list[tuple[list[str], str, int]] = []
+    launched: list[tuple[list[str], str, list[int]]] = []
 
-    def launch(args: list[str], log: Path, threads: int) -> _Finished:
-        launched.append((list(args), log.name, threads))
+    def launch(args: list[str], log: Path, cores: list[int]) -> _Finished:
+        launched.append((list(args), log.name, list(cores)))
         side = "auto" if "--auto" in args else "defaults"
         run = _run(Path(args[args.index("--out") + 1]), dice[side], val[side], binary)
         if side == "auto":
@@ -105,7 +106,8 @@ def test_compare_json_scores_both_runs_on_the_same_images(tmp_path: Path,
     assert def_args[def_args.index("--max-time") + 1] == "2m" and "--auto" not in def_args
     for args in (auto_args, def_args):
         assert args[args.index("--data") + 1] == str(tmp_path / "data")
-    assert t1 == t2 == report["threads_each"] >= 1
+    assert len(t1) == len(t2) == report["threads_each"] >= 1
+    assert not set(t1) & set(t2)  # each run pinned to its own cores
     assert "the same 2 validation images" in text
     assert "0.9300" in text and "0.9000" in text and "gain +0.0300" in text
 
@@ -133,3 +135,25 @@ def test_bad_budget_and_data(tmp_path: Path) -> None:
         run_compare(tmp_path, "soon", tmp_path / "out")
     with pytest.raises(UsageError, match="--data .*missing does not exist"):
         run_compare(tmp_path / "missing", "1m", tmp_path / "out")
+
+
+def test_launch_pins_the_process_to_its_cores(tmp_path: Path,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """The planner of the --auto side must see only its own share of the machine."""
+    import os
+    import sys
+
+    from unetkit.bench import compare
+
+    if not hasattr(os, "sched_getaffinity"):
+        pytest.skip("no CPU affinity on this platform")
+    script = tmp_path / "fake_python"
+    script.write_text(f"#!{sys.executable}\nimport os, sys\nopen(sys.argv[-1], 'w').write("
+                      "' '.join(map(str, sorted(os.sched_getaffinity(0)))) + ' ' + "
+                      "os.environ['OMP_NUM_THREADS'])\n")
+    script.chmod(0o755)
+    monkeypatch.setattr(compare.sys, "executable", str(script))
+    core = sorted(os.sched_getaffinity(0))[-1]
+    out = tmp_path / "seen.txt"
+    compare._launch(["fit", str(out)], tmp_path / "log", [core]).wait()
+    assert out.read_text() == f"{core} 1"

@@ -36,7 +36,7 @@ def test_fit_one_epoch_on_each_format(tmp_path: Path, fmt: str) -> None:
     assert config["data_format"] == fmt
     for name in ("config.yaml", "splits.json", "metrics.csv", "model/model.safetensors",
                  "checkpoints/last.ckpt", "report/curves.png", "report/predictions.png",
-                 "report/summary.json"):
+                 "report/confusion.png", "report/summary.json"):
         assert (out / name).is_file(), name
     summary = json.loads((out / "report" / "summary.json").read_text())
     # one epoch proves the format trains end to end, not quality (the round trip below does)

@@ -215,9 +215,11 @@ def test_evaluate_json_keys_postprocess_and_instances(tmp_path: Path, model_dir:
     metrics = json.loads(res.stdout)  # --json prints only the JSON
     for key in ("images", "pixel_accuracy", "mean_iou", "mean_dice", "per_class", "dice", "iou",
                 "mean_iou_foreground", "mean_dice_foreground", "micro_iou", "micro_dice",
-                "micro_iou_foreground", "micro_dice_foreground"):
+                "micro_iou_foreground", "micro_dice_foreground", "confusion"):
         assert key in metrics, key
     assert metrics["mean_dice_foreground"] == pytest.approx(metrics["dice"])
+    assert (tmp_path / "eval" / "confusion.png").is_file()  # beside metrics.json
+    assert sum(map(sum, metrics["confusion"])) > 0
     found = metrics["instances"]
     assert found["iou_threshold"] == 0.5 and found["tp"] + found["fn"] == 6  # 2 per image
     # the same numbers by hand: predict, clean up, pool the confusion matrices

@@ -33,7 +33,8 @@ def test_summarise_binary_exact_shape() -> None:
     s = summarise(confusion(PRED, TRUTH, 2), ["background", "car"], binary=True)
     assert set(s) == {"pixel_accuracy", "mean_iou", "mean_dice", "per_class", "dice", "iou",
                       "micro_iou", "micro_dice", "mean_iou_foreground", "mean_dice_foreground",
-                      "micro_iou_foreground", "micro_dice_foreground"}
+                      "micro_iou_foreground", "micro_dice_foreground", "confusion"}
+    assert s["confusion"] == confusion(PRED, TRUTH, 2).tolist()
     # binary: foreground macro = foreground micro = the car class; micro dice = accuracy
     for key in ("mean_iou_foreground", "micro_iou_foreground"):
         assert s[key] == pytest.approx(1 / 2)

@@ -143,3 +143,19 @@ def test_a_real_two_process_probe():
     assert out["step_s"] > 0 and out["startup_s"] > 0
     step = out["step_s"]  # kept to 4 decimals; images/s comes from the unrounded step
     assert out["train_images_per_s"] == pytest.approx(4 / step, abs=4 / (step - 5e-5) - 4 / step)
+
+
+def test_layout_compares_against_the_candidate_the_processes_ran():
+    """The processes were probed on the second candidate (a scene encoder): their images/s
+    are compared with that candidate's own one-process speed, not the first one's."""
+    from unetkit.plan.cpu_layout import images_per_s, layout_speed
+
+    m = fake_measurements(batch=32, step_times=(0.1, 2.0, 5.0))  # the first is 20x faster
+    m.processes_tested = {"processes": 2, "threads_each": 1, "batch_per_process": 16,
+                          "step_s": 1.5, "startup_s": 1.0, "key": m.speeds[1].key}
+    assert layout_speed(m) is m.speeds[1]
+    one, many = images_per_s(m, "default")
+    assert one == pytest.approx(32 / (2.0 + 32 * 0.005))
+    assert many == pytest.approx(32 / (1.5 + 16 * 0.005))
+    m.processes_tested.pop("key")  # plans recorded before the key: the first candidate
+    assert layout_speed(m) is m.speeds[0]

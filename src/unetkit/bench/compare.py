@@ -1,7 +1,7 @@
 """`unetkit bench quality --compare`: `fit --auto` against the fixed defaults, same budget.
 
-Both runs are real `unetkit fit` processes started side by side, each given half of the
-cores, so they see the same machine load; the defaults run is told the validation split
+Both runs are real `unetkit fit` processes started side by side, each pinned to its own
+half of the cores, so they see the same machine load; the defaults run is told the validation split
 the plan chose, so both are scored on the same held-out images (checked, and reported).
 """
 
@@ -22,11 +22,30 @@ from unetkit.errors import UnetkitError, UsageError
 SCORE_KEYS = ("dice", "mean_dice_foreground", "pixel_accuracy", "mean_dice", "mean_iou")
 
 
-def _launch(args: list[str], log: Path, threads: int) -> subprocess.Popen:
-    env = dict(os.environ, OMP_NUM_THREADS=str(threads))
+def _launch(args: list[str], log: Path, cores: list[int]) -> subprocess.Popen:
+    """A `unetkit` process pinned to `cores`: its planner then sees (and probes) only its
+    own share of the machine, not the cores the other run is about to use."""
+    env = dict(os.environ, OMP_NUM_THREADS=str(len(cores)))
+    pin = (lambda: os.sched_setaffinity(0, cores)) if hasattr(os, "sched_setaffinity") \
+        else None
     with open(log, "w") as f:
         return subprocess.Popen([sys.executable, "-m", "unetkit", *args], stdout=f,
-                                stderr=subprocess.STDOUT, env=env)
+                                stderr=subprocess.STDOUT, env=env, preexec_fn=pin)
+
+
+def _halves(threads: int | None) -> tuple[list[int], list[int]]:
+    """Two disjoint sets of `threads` usable cores (default: half of them each)."""
+    from unetkit.train.parallel import usable_cores
+
+    try:
+        usable = sorted(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux: no pinning, only the thread counts
+        usable = list(range(usable_cores()))
+    n = threads or max(1, len(usable) // 2)
+    if 2 * n > len(usable):
+        raise UsageError(f"Comparing with {n} core(s) each needs {2 * n}; {len(usable)} are "
+                         "usable.")
+    return usable[:n], usable[n:2 * n]
 
 
 def _wait_for_plan(run: Path, proc: subprocess.Popen, timeout_s: float) -> dict[str, Any]:
@@ -67,18 +86,19 @@ def run_compare(data: str | Path, budget: str, out: str | Path, threads: int | N
         raise UsageError(f"--data {data} does not exist.")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    threads = threads or max(1, (os.cpu_count() or 2) // 2)
+    auto_cores, default_cores = _halves(threads)
+    threads = len(auto_cores)
     common = ["--data", str(data), *(extra or [])]
     auto_run, default_run = out / "auto", out / "defaults"
     auto = _launch(["fit", *common, "--auto", "--budget", budget, "--out", str(auto_run)],
-                   out / "auto.log", threads)
+                   out / "auto.log", auto_cores)
     procs = [auto]
     try:
         plan = _wait_for_plan(auto_run, auto, timeout_s=budget_s)
         val_split = (plan.get("decisions", {}).get("val_split") or {}).get("value", 0.2)
         procs.append(_launch(["fit", *common, "--max-time", budget, "--val-split",
                               str(val_split), "--out", str(default_run)],
-                             out / "defaults.log", threads))
+                             out / "defaults.log", default_cores))
         for proc in procs:
             proc.wait()
     finally:  # an error or Ctrl-C here must not leave training processes behind

@@ -83,6 +83,9 @@ def planned_config(config: FitConfig, budget_s: float, quiet: bool) -> tuple[Fit
                      **config.format_options)
     planned = plan.to_fit_config(config)
     planned.devices = 1
+    # the race trains on fewer images than the plan counted (some validate), so its epochs
+    # are shorter: the time limit, not the plan's epoch cap, ends training
+    planned.epochs = None
     torch.set_num_threads(os.cpu_count() or 1)
     return planned, time.perf_counter() - start
 

@@ -23,6 +23,8 @@ RARE = 0.10  # a class below this pixel share counts as rare
 VAL_CAP = 50  # validation images per epoch at most (large data sets)
 SCENE_BATCH = 8  # whole frames per step for scenes on CPU (docs/decisions.md)
 SCENE_SIDE = 192  # longest side of a whole scene frame on CPU, px (docs/decisions.md)
+FAINT_PX = 2.0  # a thin scene class narrower than this at the working scale ...
+THIN_WEIGHT = 20.0  # ... gets this class weight (docs/decisions.md)
 
 
 def scenes(fp: Fingerprint) -> bool:
@@ -147,8 +149,8 @@ def separated_objects(fp: Fingerprint) -> bool:
     return bool(fg.objects_per_image and fg.objects_per_image >= SEPARATED_MIN_OBJECTS)
 
 
-def loss_decisions(fp: Fingerprint) -> dict[str, Decision]:
-    """Loss and its options (class weights): from the data alone."""
+def loss_decisions(fp: Fingerprint, scale: float = 1.0) -> dict[str, Decision]:
+    """Loss and its options (class weights): from the data and the working `scale`."""
     d: dict[str, Decision] = {}
     minority = fp.minority()
     loss = "bce-dice" if fp.binary else "ce-dice"
@@ -173,12 +175,19 @@ def loss_decisions(fp: Fingerprint) -> dict[str, Decision]:
         median = sorted(fractions)[len(fractions) // 2]
         power = 1.0 if scenes(fp) else 0.5
         weights = [round(min(10.0, max(1.0, (median / f) ** power)), 2) for f in fractions]
-        d["loss_options"] = Decision({"class_weights": weights}, (
-            "class weights by median-frequency balancing (SegNet's), clipped to [1, 10], for "
-            "the cross-entropy term: in scenes the rare small classes need the full weight"
-            if power == 1.0 else
-            "class weights by square-root median-frequency balancing, clipped to [1, 10], for "
-            "the cross-entropy term"))
+        why = ("class weights by median-frequency balancing (SegNet's), clipped to [1, 10], for "
+               "the cross-entropy term: in scenes the rare small classes need the full weight"
+               if power == 1.0 else
+               "class weights by square-root median-frequency balancing, clipped to [1, 10], "
+               "for the cross-entropy term")
+        faint = [c for c in fp.classes if c.thin and min(c.thickness, c.edt_width) * scale
+                 < FAINT_PX] if scenes(fp) else []
+        for c in faint:
+            weights[c.index] = THIN_WEIGHT
+        if faint:
+            why += (f"; {', '.join(c.name for c in faint)} {THIN_WEIGHT:g}: thin and under "
+                    f"{FAINT_PX:g} px wide at scale {scale:g}, too faint to be learnt otherwise")
+        d["loss_options"] = Decision({"class_weights": weights}, why)
     else:
         d["loss_options"] = Decision({}, (
             "no class weights: the weight maps balance the classes per image"

@@ -30,6 +30,11 @@ The rules, in order:
    can pin them with fixed={"loss": "weighted-ce"} (their data cost is measured and budgeted);
    AdamW with one-cycle, whose progress follows wall time so it anneals by the deadline.
    Predict-time TTA is not planned (it stays the user's --tta).
+6. Scenes (upright multi-class RGB images, data_decisions.scenes; measured on CamVid, see
+   docs/decisions.md): whole frames at 192 px on the long side, batch 8, natural
+   augmentation, median-frequency weights (20 for thin classes left under 2 px), and a
+   from-scratch ResNet-18 U-Net candidate, chosen when it gets TARGET_STEPS steps; threads
+   and processes are measured on it.
 
 An epoch is what `fit` runs: about one image-area of patches per training image
 (`ceil(train area / patch area)` samples, drop_last) and then full-size validation.
@@ -242,7 +247,7 @@ def decide(fp: Fingerprint, m: Measurements, budget_s: float | str, data: str | 
     """
     budget, fixed = _checked_inputs(m, budget_s, fixed)
     dd = data_decisions(fp, m.machine.device)
-    ld = loss_decisions(fp)
+    ld = loss_decisions(fp, dd["scale"].value)
     if "loss" in fixed:
         ld["loss"] = Decision(fixed["loss"], "as asked")
     weight_maps = ld["loss"].value == "weighted-ce"
