@@ -137,20 +137,17 @@ def _choose_model(fp: Fingerprint, m: Measurements, budget_s: float, augment: st
             f"{fastest.train_images_per_s:.2f} images/s) needs about {fmt_s(need)} for "
             f"planning, start-up, {MIN_STEPS} training steps and the final evaluation, so use "
             f"--budget {nice_duration(need)} or more.")
-    good_pre = [s for s in pretrained if sched[s.key]["steps"] >= TARGET_STEPS // 2]
-    if good_pre:
-        best = good_pre[0]
-        return best, sched[best.key], (
-            f"ImageNet weights are on disk and RGB images without thin structures suit a "
-            f"pretrained encoder, which converges in fewer steps: {sched[best.key]['steps']} "
-            f"steps fit the budget")
-    deep = [s for s in encoders if sched[s.key]["steps"] >= TARGET_STEPS]
-    if deep:
-        best = deep[0]
-        return best, sched[best.key], (
-            f"upright multi-class scenes: a ResNet-18 encoder U-Net (from scratch) learned "
-            f"more per minute than plain U-Nets on street scenes, and it gets "
-            f"{sched[best.key]['steps']} optimiser steps (>= {TARGET_STEPS}) here")
+    # pretrained encoders first, then the scenes' from-scratch encoder, then plain U-Nets
+    for group, need, why in (
+            (pretrained, TARGET_STEPS // 2, "ImageNet weights are on disk and RGB images "
+             "without thin structures suit a pretrained encoder, which converges in fewer "
+             "steps: {steps} steps fit the budget"),
+            (encoders, TARGET_STEPS, "upright multi-class scenes: a ResNet-18 encoder U-Net "
+             "(from scratch) learned more per minute than plain U-Nets on street scenes, and "
+             f"it gets {{steps}} optimiser steps (>= {TARGET_STEPS}) here")):
+        able = [s for s in group if sched[s.key]["steps"] >= need]
+        if able:
+            return able[0], sched[able[0].key], why.format(steps=sched[able[0].key]["steps"])
     enough = [s for s in unets if sched[s.key]["steps"] >= TARGET_STEPS]
     if enough:
         best = max(enough, key=lambda s: s.options.get("filters", 0))
