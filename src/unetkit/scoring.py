@@ -175,7 +175,7 @@ def summarise(conf: Any, class_names: list[str], binary: bool) -> dict[str, Any]
     if binary:
         out["dice"] = float(dice[1])
         out["iou"] = float(iou[1])
-    out["confusion"] = conf.tolist()  # rows: true class, columns: predicted class (pixels)
+    out["confusion"] = np.rint(conf).astype(np.int64).tolist()  # rows true, columns predicted
     return out
 
 
