@@ -35,12 +35,9 @@ def _launch(args: list[str], log: Path, cores: list[int]) -> subprocess.Popen:
 
 def _halves(threads: int | None) -> tuple[list[int], list[int]]:
     """Two disjoint sets of `threads` usable cores (default: half of them each)."""
-    from unetkit.train.parallel import usable_cores
-
-    try:
-        usable = sorted(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux: no pinning, only the thread counts
-        usable = list(range(usable_cores()))
+    # not on Linux: no affinity, so no pinning, only the thread counts
+    usable = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") \
+        else list(range(os.cpu_count() or 1))
     n = threads or max(1, len(usable) // 2)
     if 2 * n > len(usable):
         raise UsageError(f"Comparing with {n} core(s) each needs {2 * n}; {len(usable)} are "

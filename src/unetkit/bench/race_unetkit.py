@@ -72,11 +72,10 @@ def planned_config(config: FitConfig, budget_s: float, quiet: bool) -> tuple[Fit
     """What `fit --auto --budget BUDGET` trains with, and the seconds planning took (they
     count in unetkit's time). One process: the race scores inside this one (its threads
     then use every core)."""
-    import os
-
     import torch
 
     from unetkit.plan import make_plan
+    from unetkit.train.parallel import usable_cores
 
     start = time.perf_counter()
     plan = make_plan(config.data, budget_s, config.format, quiet=quiet,
@@ -86,7 +85,7 @@ def planned_config(config: FitConfig, budget_s: float, quiet: bool) -> tuple[Fit
     # the race trains on fewer images than the plan counted (some validate), so its epochs
     # are shorter: the time limit, not the plan's epoch cap, ends training
     planned.epochs = None
-    torch.set_num_threads(os.cpu_count() or 1)
+    torch.set_num_threads(usable_cores())
     return planned, time.perf_counter() - start
 
 

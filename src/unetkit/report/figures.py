@@ -9,6 +9,7 @@ import numpy as np
 
 from unetkit.data.overlay import colorize, overlay, to_rgb
 from unetkit.plotting import plt, save_figure
+from unetkit.scoring import class_scores
 
 
 def plot_curves(metrics_csv: Path, path: Path) -> None:
@@ -62,13 +63,19 @@ def plot_predictions(items: list[tuple[str, np.ndarray, np.ndarray, np.ndarray, 
     save_figure(fig, path)
 
 
+def never_predicted_flags(confusion: list[list[int]]) -> list[bool]:
+    """Per class: present in the truth (its row) but predicted on no pixel (its column)."""
+    conf = np.asarray(confusion)
+    return [bool(conf[:, j].sum() == 0 and conf[j].sum() > 0) for j in range(conf.shape[0])]
+
+
 def plot_confusion(confusion: list[list[int]], class_names: list[str], path: Path) -> None:
     """Row-normalised confusion matrix (each true class's pixels: where they went), with the
     classes the model never predicts marked in red, so a missing rare class shows at once."""
     conf = np.asarray(confusion, dtype=np.float64)
     k = conf.shape[0]
     share = conf / np.maximum(conf.sum(1, keepdims=True), 1)
-    never = [conf[:, j].sum() == 0 and conf[j].sum() > 0 for j in range(k)]
+    never = never_predicted_flags(confusion)
     side = max(4.0, 0.55 * k + 2.5)
     fig, ax = plt.subplots(figsize=(side + 1.2, side))
     im = ax.imshow(share, cmap="Blues", vmin=0, vmax=1)
@@ -79,8 +86,7 @@ def plot_confusion(confusion: list[list[int]], class_names: list[str], path: Pat
                     ax.text(j, i, f"{share[i, j]:.0%}", ha="center", va="center", fontsize=7,
                             color="white" if share[i, j] > 0.5 else "black")
     ax.set_xticks(range(k), class_names, rotation=60, ha="right", fontsize=8)
-    diag = np.diag(conf)
-    iou = diag / np.maximum(conf.sum(0) + conf.sum(1) - diag, 1)
+    iou, _ = class_scores(conf)  # the report table's IoU, empty-mask rule included
     ax.set_yticks(range(k), [f"{n} (never predicted)" if never[i] else f"{n}  IoU {iou[i]:.2f}"
                              for i, n in enumerate(class_names)], fontsize=8)
     for tick, flagged in zip(ax.get_yticklabels(), never, strict=True):

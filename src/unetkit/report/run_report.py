@@ -17,7 +17,12 @@ from unetkit.infer.evaluate import evaluate_samples, write_per_image
 from unetkit.infer.predict import Predictor
 from unetkit.io_utils import atomic_write_text
 from unetkit.models.artifact import load_model
-from unetkit.report.figures import plot_confusion, plot_curves, plot_predictions
+from unetkit.report.figures import (
+    never_predicted_flags,
+    plot_confusion,
+    plot_curves,
+    plot_predictions,
+)
 
 SHOWN = 4
 
@@ -91,5 +96,4 @@ def never_predicted(metrics: dict[str, Any]) -> list[str]:
     if not conf:
         return []
     names = list(metrics.get("per_class", {}))
-    return [n for j, n in enumerate(names)
-            if sum(row[j] for row in conf) == 0 and sum(conf[j]) > 0]
+    return [n for n, never in zip(names, never_predicted_flags(conf), strict=True) if never]
