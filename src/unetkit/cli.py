@@ -194,8 +194,8 @@ def predict(
     engine: Annotated[str, typer.Option(help="torch, onnx (onnxruntime; reuses "
                                         "MODEL/model/model.onnx when up to date), openvino, or "
                                         "auto: the fastest engine measured here whose masks "
-                                        "agree with float32 PyTorch (MODEL/model/engines.json)."
-                                        )] = "torch",
+                                        "agree with float32 PyTorch (MODEL/model/engines.json; "
+                                        "torch on a GPU).")] = "auto",
     precision: Annotated[str, typer.Option(help="auto (bf16-mixed where the CPU or GPU runs it "
                                            "natively, else 32), 32, bf16-mixed, 16-mixed "
                                            "(CUDA) or int8 (onnx, openvino).")] = "auto",

@@ -149,6 +149,10 @@ def test_levers_report_ratio_and_check(quick_result: dict) -> None:
         assert 0 <= infer["foreground_fraction"] <= 1
         if quick_result["settings"]["precision"] == "32":
             assert infer["max_abs_prob_diff"] <= 1e-4
+        # predict's default engine: at least as fast as the torch row, its ratio its own
+        auto = block["predict_default"]
+        assert auto["ips"] == max(auto["candidates_ips"].values()) >= block["unetkit_infer_ips"]
+        assert auto["ratio"] == _ratio(auto["ips"], block["reference_infer_ips"])
     fold = quick_result["levers"]["classic"]["infer"]["bn_fold"]
     assert fold["check"]["mask_agreement"] >= 0.995 and "18 of 18" in fold["note"]
     # the training check: unetkit's step against the plain fp32 loop, same weights and data
@@ -287,3 +291,28 @@ def test_bench_help_has_an_example(args: list[str]) -> None:
     result = CliRunner().invoke(app, [*args, "--help"])
     assert result.exit_code == 0
     assert "Example: unetkit bench" in result.output
+
+
+def _lever(ips: float, passed: bool) -> dict:
+    return {"ips": ips, "check": {"mask_agreement": 0.999 if passed else 0.9,
+                                  "passed": passed}}
+
+
+@pytest.mark.parametrize("bf16", ["0", "1"])
+def test_predict_default_is_the_fastest_engine_that_passed(monkeypatch, bf16: str) -> None:
+    from unetkit.bench.results import predict_default
+
+    monkeypatch.setenv("UNETKIT_CPU_BF16", bf16)
+    precision = "bf16-mixed" if bf16 == "1" else "32"
+    block = {"reference_infer_ips": 10.0, "unetkit_infer_ips": 20.0}
+    levers = {"onnxruntime": _lever(15.0, True), "onnxruntime_int8": _lever(40.0, True),
+              "bf16": _lever(90.0, True)}
+    got = predict_default(block, levers, precision)
+    # the bf16 lever counts only as a second torch row when the run itself is float32 and
+    # the CPU has bf16; here it is either the unetkit row (bf16) or not a candidate (32)
+    assert got["engine"] == "onnx int8" and got["ips"] == 40.0 and got["ratio"] == 4.0
+    assert set(got["candidates_ips"]) == {f"torch {precision}", "onnx 32", "onnx int8"}
+    levers["onnxruntime_int8"] = _lever(40.0, False)  # disagreeing masks: never chosen
+    got = predict_default(block, levers, precision)
+    assert got["engine"] == f"torch {precision}" and got["ratio"] == 2.0
+    assert "onnx int8" not in got["candidates_ips"]

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 from engine_fixtures import copy_run, flip_int8, make_run_one_thread
 from typer.testing import CliRunner
 
@@ -118,11 +119,25 @@ def test_explicit_int8_that_fails_warns_and_runs(run_dir: Path, monkeypatch) -> 
     assert len(warning) == 1 and f"{100 * rec['agreement']:.2f}%" in warning[0]
 
 
-def test_auto_without_run_data_runs_float32_torch(made: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize("bf16", ["0", "1"])
+def test_auto_without_run_data_runs_what_engine_torch_runs(made: Path, tmp_path: Path,
+                                                           monkeypatch, bf16: str) -> None:
+    # nothing to check an engine on: the torch engine at --precision auto (bf16 where the
+    # CPU has it), not a slower float32
+    monkeypatch.setenv("UNETKIT_CPU_BF16", bf16)
     alone = copy_run(made / "model", tmp_path / "alone")
     net, precision = engine_for_predict(alone, "auto")
-    assert _chosen(net, precision) == "torch/32"
+    assert _chosen(net, precision) == ("torch/bf16-mixed" if bf16 == "1" else "torch/32")
     assert not (alone / ENGINES_JSON).exists()
+
+
+def test_auto_on_a_gpu_machine_is_the_torch_engine(run_dir: Path, monkeypatch) -> None:
+    # the CPU engines' measurements say nothing about a GPU: nothing is measured
+    monkeypatch.setattr(engine_auto, "on_cuda", lambda precision: precision != "int8")
+    _no_measuring(monkeypatch)
+    assert engine_auto.resolve_engine(run_dir, "auto", "auto") == ("torch", "auto")
+    net, _ = engine_for_predict(run_dir, "auto")
+    assert isinstance(net, torch.nn.Module)
 
 
 def test_candidates_follow_the_cpu(monkeypatch) -> None:

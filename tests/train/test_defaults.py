@@ -48,3 +48,17 @@ def test_user_options_win() -> None:
     other = resolve(FitConfig(data="x", model="mobilenet_v2-unet"), SIZES, 1.0,
                     torch.device("cpu"))
     assert "stem" not in other.values["model_options"]
+
+
+def test_depthwise_encoders_train_strided_depthwise_in_float32_under_cpu_bf16() -> None:
+    cpu = torch.device("cpu")
+    mobile = FitConfig(data="x", model="timm-unet", precision="bf16-mixed",
+                       model_options={"encoder": "mobilenetv2_100"})
+    d = resolve(mobile, SIZES, 1.0, cpu)
+    assert d.values["float32_depthwise"] is True
+    assert any(r.startswith("float32_depthwise") and "bf16 backward" in r for r in d.reasons)
+    for config in (FitConfig(data="x", model="timm-unet", precision="32"),
+                   FitConfig(data="x", precision="bf16-mixed")):  # float32, plain U-Net
+        d = resolve(config, SIZES, 1.0, cpu)
+        assert d.values["float32_depthwise"] is False
+        assert not any(r.startswith("float32_depthwise") for r in d.reasons)

@@ -58,3 +58,30 @@ def lever_entry(v: Variant, block: dict[str, Any], phase: str, check: dict | Non
     entry["verdict"] = ("inaccurate" if not accurate else
                         "won" if vs_uk is not None and vs_uk >= WIN else "lost")
     return entry
+
+
+# the inference levers that are what `predict --engine auto` runs for (engine, precision)
+AUTO_LEVERS = {("onnx", "32"): "onnxruntime", ("onnx", "int8"): "onnxruntime_int8",
+               ("torch", "bf16-mixed"): "bf16"}
+
+
+def predict_default(block: dict[str, Any], levers: dict[str, Any], precision: str
+                    ) -> dict[str, Any]:
+    """What `predict` runs by default (`--engine auto`) on this CPU, by the same rule: the
+    fastest of auto's candidates whose masks agreed on >= 99.5% of pixels. The torch
+    engine at the bench's precision is the unetkit row; the others are its levers."""
+    from unetkit.infer.engines import candidates
+
+    options = {f"torch {precision}": (block["unetkit_infer_ips"], "unetkit")}
+    for engine, prec in candidates(openvino=False):
+        key = AUTO_LEVERS.get((engine, prec))
+        entry = levers.get(key or "", {})
+        if (engine, prec) != ("torch", precision) and "ips" in entry and \
+                (entry.get("check") or {}).get("passed"):
+            options[f"{engine} {prec}"] = (entry["ips"], key)
+    label, (ips, key) = max(options.items(), key=lambda kv: kv[1][0])
+    return {"engine": label, "measured_as": key, "ips": ips,
+            "ratio": ratio(ips, block["reference_infer_ips"]),
+            "candidates_ips": {k: v[0] for k, v in options.items()},
+            "rule": f"fastest of --engine auto's candidates on this CPU whose masks agree "
+                    f"with float32 on >= {100 * AGREEMENT:g}% of pixels (OpenVINO is opt-in)"}

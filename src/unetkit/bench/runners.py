@@ -27,15 +27,21 @@ class UnetkitTrainer:
     """unetkit's real training step: SegmentationModule.training_step, backward, step."""
 
     def __init__(self, model: nn.Module, device: torch.device, channels_last: bool = True,
-                 precision: str = "auto", schedule: bool = True) -> None:
+                 precision: str = "auto", schedule: bool = True,
+                 float32_depthwise: bool | None = None) -> None:
         from unetkit.device import resolve_precision
+        from unetkit.train.defaults import float32_depthwise_for
         from unetkit.train.losses import build_loss
         from unetkit.train.module import SegmentationModule, build_optimizer
 
         self.device = device
-        self.module = SegmentationModule(model, build_loss("bce-dice", 1), 2,
-                                         ["background", "foreground"],
-                                         channels_last=channels_last).to(device).train()
+        self.precision = resolve_precision(precision, device)
+        self.float32_depthwise = float32_depthwise_for(self.precision, device.type) \
+            if float32_depthwise is None else float32_depthwise
+        self.module = SegmentationModule(
+            model, build_loss("bce-dice", 1), 2, ["background", "foreground"],
+            channels_last=channels_last,
+            float32_depthwise=self.float32_depthwise).to(device).train()
         if schedule:  # what the Trainer steps: its optimizer and per-step LR schedule
             conf = self.module.configure_optimizers()
             self.optimizer = conf["optimizer"]
@@ -45,7 +51,6 @@ class UnetkitTrainer:
             self.optimizer = build_optimizer(m.optimizer_name, list(m.model.parameters()), m.lr,
                                              m.weight_decay)
             self.scheduler = None
-        self.precision = resolve_precision(precision, device)
         self.steps = 0
 
     def train_step(self, x: torch.Tensor, y: torch.Tensor) -> float:

@@ -46,7 +46,13 @@ from unetkit.bench.measure import (
     memory_method,
     say,
 )
-from unetkit.bench.results import agreement, fill_extra, fill_phase, lever_entry
+from unetkit.bench.results import (
+    agreement,
+    fill_extra,
+    fill_phase,
+    lever_entry,
+    predict_default,
+)
 from unetkit.bench.runners import (
     PlainTrainer,
     UnetkitTrainer,
@@ -223,6 +229,7 @@ def _time_training(fam: Family, uk: nn.Module, ref: nn.Module, extras: dict[str,
                    device: torch.device, opts: SpeedOptions) -> dict[str, Any]:
     """Training steps of the reference, unetkit, the extras and the layout levers."""
     from unetkit.bench.reference import ReferenceRunner
+    from unetkit.models.layers import float32_strided_depthwise
 
     say(f"{fam.key}: training, batch {opts.batch} at {opts.size[0]}x{opts.size[1]}",
         opts.quiet)
@@ -236,11 +243,16 @@ def _time_training(fam: Family, uk: nn.Module, ref: nn.Module, extras: dict[str,
         trainers["channels_last_model"] = UnetkitTrainer(
             copy.deepcopy(uk).to(memory_format=torch.channels_last), device,
             precision=opts.precision)
+        bf16_dw = copy.deepcopy(uk)
+        if trainers["unetkit"].float32_depthwise and float32_strided_depthwise(bf16_dw, False):
+            trainers["bf16_strided_depthwise"] = UnetkitTrainer(
+                bf16_dw, device, precision=opts.precision, float32_depthwise=False)
     train_vs = [Variant("reference", lambda: ref_runner.train_step(x, y), opts.batch)]
     train_vs += [Variant(k, lambda t=t: t.train_step(x, y), opts.batch)
                  for k, t in trainers.items()]
     interleave(train_vs, device, opts.rounds, f"{fam.key} train", opts.quiet,
-               optional={"nchw", "channels_last_model"}, target_s=opts.target_s)
+               optional={"nchw", "channels_last_model", "bf16_strided_depthwise"},
+               target_s=opts.target_s)
     tv = {v.name: v for v in train_vs}
     fill_phase(block, "train", tv["reference"], tv["unetkit"], list(extras))
     for key in extras:
@@ -257,7 +269,14 @@ def _time_training(fam: Family, uk: nn.Module, ref: nn.Module, extras: dict[str,
             {"passed": True, "note": "same computation as unetkit's default (checked in "
                                      "train_check); only the weights' memory layout differs"},
             "model.to(memory_format=torch.channels_last) as well as channels_last inputs: "
-            "no per-call weight layout copies")}
+            "no per-call weight layout copies"),
+        **({"bf16_strided_depthwise": lever_entry(
+            tv["bf16_strided_depthwise"], block, "train",
+            {"passed": True, "note": "the same model with its strided depthwise convolutions "
+                                     "in bf16 too; unetkit's default runs them in float32"},
+            "strided depthwise convolutions under bf16 autocast (not Float32Conv2d): the "
+            "default's ratio to this is what running them in float32 gains")}
+           if "bf16_strided_depthwise" in tv else {})}
 
 
 def _time_inference(fam: Family, trained: nn.Module, ref: nn.Module,
@@ -302,6 +321,10 @@ def _time_inference(fam: Family, trained: nn.Module, ref: nn.Module,
         check = agreement(v.step(), base) if v.error is None else None
         out[name] = lever_entry(v, block, "infer", check, entry.get("note", ""),
                                  setup_s=entry.get("setup_s"))
+    from unetkit.device import resolve_precision
+
+    block["predict_default"] = predict_default(block, out,
+                                               resolve_precision(opts.precision, device))
     return out
 
 

@@ -59,6 +59,11 @@ def _family_lines(key: str, b: dict[str, Any]) -> list[str]:
                      f"{b[f'unetkit_{phase}_ips']:>15.3g}{b[f'{phase}_ratio']:>8.2f}"
                      f"{b[f'reference_{phase}_peak_extra_mb']:>9.0f}"
                      f"{b[f'unetkit_{phase}_peak_extra_mb']:>13.0f}")
+    auto = b.get("predict_default")
+    if auto:
+        lines.append(f"{key:<11}{'predict':<7}{b['reference_infer_ips']:>16.3g}"
+                     f"{auto['ips']:>15.3g}{auto['ratio']:>8.2f}  (predict's default "
+                     f"--engine auto: {auto['engine']})")
     if "mobilenet_v2_unet_train_ips" in b:
         lines.append(f"  mobilenet_v2-unet ({b['mobilenet_v2_unet_params']:,} params): "
                      f"train {b['mobilenet_v2_unet_train_ips']:.3g} img/s, infer "

@@ -67,8 +67,9 @@ def _choose(graphs: Graphs, precision: str) -> tuple[str, str]:
         why = f"no engine here runs --precision {precision}" if not pairs else \
             "nothing passed the check" if records else \
             "MODEL has no readable run data (splits.json) to check engines on"
-        say(f"engine auto: torch 32 ({why}).")
-        return "torch", "32"
+        fallback = "32" if records else precision  # unchecked: what --engine torch runs
+        say(f"engine auto: torch {fallback} ({why}).")
+        return "torch", fallback
     rec = records[best]
     say(f"engine auto: {_label(rec)}, {rec['ms_per_image']:.1f} ms per image, masks agree "
         f"with float32 PyTorch on {100 * rec['agreement']:.3f}% of the check pixels "
@@ -87,10 +88,12 @@ def _warn_if_refused(graphs: Graphs, engine: str, precision: str) -> None:
             f"{100 * AGREEMENT:g}%); running it because it was asked for.")
 
 
-def engine_for_predict(path: str | Path, engine: str = "torch", precision: str = "auto"
+def engine_for_predict(path: str | Path, engine: str = "auto", precision: str = "auto"
                        ) -> tuple[Any, str]:
     """(what Predictor runs, the precision to give Predictor) for predict's flags."""
     check_choice(engine, precision)
+    if engine == "auto" and on_cuda(precision):
+        engine = "torch"  # the CPU engines' measurements say nothing about a GPU
     if engine in ("torch", "onnx") and precision != INT8:
         return load_for_engine(path, engine), precision
     if engine == "openvino":
@@ -104,6 +107,24 @@ def engine_for_predict(path: str | Path, engine: str = "torch", precision: str =
         precision = explicit_precision(engine, precision)
         _warn_if_refused(graphs, engine, precision)
     return runner(graphs, engine, precision)
+
+
+def on_cuda(precision: str) -> bool:
+    """Whether `--engine auto` predicts on a GPU (the torch engine) rather than the CPU."""
+    import torch
+
+    return torch.cuda.is_available() and precision != INT8
+
+
+def resolve_engine(path: str | Path, engine: str, precision: str) -> tuple[str, str]:
+    """The concrete (engine, precision) `auto` stands for (measured and recorded if need
+    be), so that every process of a distributed predict runs the same one."""
+    if engine != "auto":
+        return engine, precision
+    if on_cuda(precision):
+        return "torch", precision
+    directory = find_artifact(path)
+    return _choose(Graphs(load_model(path), directory, run_images(path, directory)), precision)
 
 
 def export_int8(path: str | Path, target: Path | None = None, opset: int | None = None

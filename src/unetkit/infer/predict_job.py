@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from unetkit.errors import UsageError
+from unetkit.errors import UnetkitError, UsageError
 from unetkit.infer import distributed as dist
 from unetkit.infer.batch import BatchResult, expand_inputs, make_postprocess, predict_files
 from unetkit.infer.engines import check_choice
@@ -42,7 +42,7 @@ class PredictJob:
     min_size: int = 0
     instances: bool = False
     split_touching: bool = True
-    engine: str = "torch"
+    engine: str = "auto"
     precision: str = "auto"
     uncertainty: bool = False
     devices: int = 1
@@ -169,6 +169,7 @@ def predict_rank(info: dist.RankInfo, job: PredictJob, paths: list[str]) -> dict
     with dist.process_group(info, "cpu" if _device(info, job.engine) is None else "cuda") \
             as group:
         dist.check_same(paths, "input files", info, group)
+        job = _same_engine(job, info, group)
         mine = dist.outcome(_predict_shard, info, job, paths)
         try:
             statuses = dist.finish(mine, info, group)
@@ -187,6 +188,25 @@ def predict_rank(info: dist.RankInfo, job: PredictJob, paths: list[str]) -> dict
                              sum(s["written"] for s in statuses),
                              [tuple(x) for s in statuses for x in s["skipped"]])
     return asdict(summary)
+
+
+def _same_engine(job: PredictJob, info: dist.RankInfo, group: Any) -> PredictJob:
+    """`--engine auto` resolved once, on rank 0, for all ranks: measured choices could
+    differ between processes, and then so would their masks."""
+    if job.engine != "auto":
+        return job
+    from dataclasses import replace
+
+    from unetkit.infer.engine_auto import resolve_engine
+
+    mine = dist.outcome(lambda: resolve_engine(job.model, job.engine, job.precision)) \
+        if info.rank == 0 else None
+    chosen = dist.swap(mine, info, group)[0]
+    if "error" in chosen:
+        raise (UsageError if chosen["exit_code"] == UsageError.exit_code else UnetkitError)(
+            chosen["error"])
+    engine, precision = chosen["status"]
+    return replace(job, engine=engine, precision=precision)
 
 
 def _remove_parts(job: PredictJob, world: int) -> None:

@@ -76,3 +76,29 @@ def pad_to_multiple(x: torch.Tensor, multiple: int) -> tuple[torch.Tensor, tuple
         return x, (h, w)
     mode = "reflect" if ph < h and pw < w else "replicate"
     return F.pad(x, (0, pw, 0, ph), mode=mode), (h, w)
+
+
+class Float32Conv2d(nn.Conv2d):
+    """A Conv2d that runs in float32 inside a mixed-precision autocast region.
+
+    Under CPU bf16 autocast, oneDNN's backward of strided depthwise convolutions is many
+    times slower than its float32 one (docs/decisions.md, "bf16 and depthwise
+    convolutions"); the forward alone is not, so only training swaps these in.
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        with torch.autocast(device_type=x.device.type, enabled=False):
+            return self._conv_forward(x.float(), self.weight.float(),
+                                      None if self.bias is None else self.bias.float())
+
+
+def float32_strided_depthwise(model: nn.Module, on: bool = True) -> int:
+    """Make every strided depthwise Conv2d of `model` a Float32Conv2d in place (`on=False`:
+    back to Conv2d); same parameters and state-dict names. Returns how many there are."""
+    found = 0
+    for m in model.modules():
+        if (type(m) in (nn.Conv2d, Float32Conv2d) and m.groups > 1
+                and m.groups == m.in_channels == m.out_channels and max(m.stride) > 1):
+            m.__class__ = Float32Conv2d if on else nn.Conv2d
+            found += 1
+    return found

@@ -196,7 +196,7 @@ class CandidateTrainer:
     def __init__(self, cand: Candidate, channels: int, logits: int, metric_classes: int,
                  device: torch.device, precision: str) -> None:
         from unetkit.models.registry import build_model
-        from unetkit.train.defaults import channels_last_for
+        from unetkit.train.defaults import channels_last_for, float32_depthwise_for
         from unetkit.train.losses import build_loss
         from unetkit.train.module import SegmentationModule, build_optimizer
 
@@ -204,7 +204,8 @@ class CandidateTrainer:
         loss = build_loss("bce-dice" if logits == 1 else "ce-dice", logits)
         self.module = SegmentationModule(  # the memory layout fit trains this model in
             model, loss, metric_classes, [str(i) for i in range(metric_classes)],
-            channels_last=channels_last_for(cand.model, device.type)).to(device)
+            channels_last=channels_last_for(cand.model, device.type),
+            float32_depthwise=float32_depthwise_for(precision, device.type)).to(device)
         self.module.train()
         self.opt = build_optimizer("adamw", [p for p in model.parameters() if p.requires_grad],
                                    1e-3, 1e-4)

@@ -83,6 +83,12 @@ def channels_last_for(model: str, device_type: str) -> bool:
     return device_type == "cuda" or model not in PLAIN_UNETS
 
 
+def float32_depthwise_for(precision: str, device_type: str) -> bool:
+    """Strided depthwise convolutions train in float32 under CPU bf16 autocast, whose
+    backward of them is several times slower (docs/decisions.md); elsewhere unmeasured."""
+    return device_type == "cpu" and precision == "bf16-mixed"
+
+
 # ----------------------------------------------------------------------------- fit's choices
 
 def choose_scale(config: FitConfig, image_sizes: list[tuple[int, int]]) -> float | str:
@@ -164,6 +170,12 @@ def resolve(config: FitConfig, image_sizes: list[tuple[int, int]], scale: float 
     precision = resolve_precision(config.precision, device)
     d.set("precision", precision, "native bf16 on this hardware" if "bf16" in precision
           else "full precision" if precision == "32" else "mixed precision on GPU")
+    if float32_depthwise_for(precision, device.type) and config.model not in PLAIN_UNETS:
+        d.set("float32_depthwise", True, "strided depthwise convolutions (MobileNet/"
+              "EfficientNet encoders) train in float32: the CPU's bf16 backward of them is "
+              "several times slower (docs/decisions.md)")
+    else:
+        d.values["float32_depthwise"] = False
     if config.num_workers is not None:
         d.values["num_workers"] = config.num_workers
     else:

@@ -161,7 +161,8 @@ def _fit_locked(config: FitConfig, out: Path, quiet: bool, resume: bool, lr_find
                                 data.mask.class_names, resolved.optimizer,
                                 1e-3 if resolved.lr == "auto" else float(resolved.lr),
                                 resolved.weight_decay, resolved.scheduler, max_time,
-                                channels_last=setup.decisions.values["channels_last"])
+                                channels_last=setup.decisions.values["channels_last"],
+                                float32_depthwise=setup.decisions.values["float32_depthwise"])
     module.edge_weight = _edge_weight(data, train_idx, edge_request, quiet)
     if (resolved.lr == "auto" or lr_find_only) and not resume:
         from unetkit.train.lr_find import run_lr_find

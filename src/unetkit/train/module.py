@@ -13,6 +13,7 @@ from lightning.pytorch.callbacks import Timer
 from torch import nn
 
 from unetkit.errors import UsageError
+from unetkit.models.layers import float32_strided_depthwise
 from unetkit.train.edge_loss import edge_aware_smoothness
 from unetkit.train.metrics import confusion_metric, predictions, scores_from_confusion
 from unetkit.train.schedules import lr_factor
@@ -39,7 +40,7 @@ class SegmentationModule(L.LightningModule):
     def __init__(self, model: nn.Module, loss: nn.Module, num_classes: int, class_names: list[str],
                  optimizer: str = "adamw", lr: float = 1e-3, weight_decay: float = 1e-4,
                  scheduler: str = "onecycle", max_time: float | None = None,
-                 channels_last: bool = False) -> None:
+                 channels_last: bool = False, float32_depthwise: bool = False) -> None:
         super().__init__()
         self.model = model
         self.loss = loss
@@ -50,6 +51,8 @@ class SegmentationModule(L.LightningModule):
         self.channels_last = channels_last
         if channels_last:  # weights too: their gradients then match DDP's buckets
             model.to(memory_format=torch.channels_last)
+        if float32_depthwise:
+            float32_strided_depthwise(model)
         self.train_conf = confusion_metric(num_classes)
         self.val_conf = confusion_metric(num_classes)
         self._start = time.monotonic()  # only without a trainer Timer (bench, probe)
