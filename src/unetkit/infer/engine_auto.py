@@ -67,9 +67,10 @@ def _choose(graphs: Graphs, precision: str) -> tuple[str, str]:
         why = f"no engine here runs --precision {precision}" if not pairs else \
             "nothing passed the check" if records else \
             "MODEL has no readable run data (splits.json) to check engines on"
-        fallback = "32" if records else precision  # unchecked: what --engine torch runs
-        say(f"engine auto: torch {fallback} ({why}).")
-        return "torch", fallback
+        if not records and pairs:  # nothing to check on: what --engine torch runs, quietly
+            return "torch", precision
+        say(f"engine auto: torch 32 ({why}).")
+        return "torch", "32"
     rec = records[best]
     say(f"engine auto: {_label(rec)}, {rec['ms_per_image']:.1f} ms per image, masks agree "
         f"with float32 PyTorch on {100 * rec['agreement']:.3f}% of the check pixels "

@@ -79,7 +79,8 @@ def run_images(path: str | Path, directory: Path) -> RunImages | None:
     except (UnetkitError, KeyError, OSError, ValueError, yaml.YAMLError):
         return None
     by_name = {s.name: s for s in spec.samples}
-    pick = {k: [by_name[n] for n in splits.get(k, []) if n in by_name] for k in splits}
+    pick = {k: [by_name[n] for n in splits.get(k) or [] if n in by_name]
+            for k in ("train", "val", "test")}  # (a folds run also lists its folds)
     check = "val" if pick.get("val") else "test"
     return RunImages(pick.get("train", []), pick.get(check, []), f"the {check} split of {run}")
 
