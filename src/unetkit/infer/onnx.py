@@ -288,6 +288,9 @@ def make_session(source: str | Path | bytes, cpu_only: bool = False) -> Any:
     options = ort.SessionOptions()
     options.intra_op_num_threads = max(1, torch.get_num_threads())
     options.inter_op_num_threads = 1
+    # no busy-waiting between runs: its spinning threads fought PyTorch's for the cores
+    # (tiling, thresholding and writing run in PyTorch/NumPy between calls; docs/decisions.md)
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     options.log_severity_level = 3
     what = "the exported model" if isinstance(source, bytes) else str(source)
     try:
