@@ -167,3 +167,16 @@ def test_engine_declares_the_exported_geometry() -> None:
         engine = OnnxEngine(make_session(result.data))
         assert engine.geometry == model.geometry
         assert json.loads(result.metadata["valid_padding"]) is model.geometry.valid_padding
+
+
+def test_sessions_use_torchs_thread_count_and_do_not_spin() -> None:
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        session = make_session(export_onnx(tiny_model()).data)
+    finally:
+        torch.set_num_threads(before)
+    options = session.get_session_options()
+    assert options.intra_op_num_threads == 1
+    # busy-waiting threads fought PyTorch's for the cores (docs/decisions.md)
+    assert options.get_session_config_entry("session.intra_op.allow_spinning") == "0"
