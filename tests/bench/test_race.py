@@ -273,3 +273,32 @@ def test_scorer_offset_shifts_every_point() -> None:
     scorer.score(10.0, model, started_clock(), 5)
     assert [t for t, _ in scorer.points] == [7.5, 17.5]
     assert scorer.due(20.0) and not scorer.due(19.9)  # due times follow training time
+
+
+def test_peers_from_an_earlier_race(tmp_path: Path) -> None:
+    from unetkit.bench.race import read_peers, with_peers_from
+
+    common = {"data": str(tmp_path / "membrane"), "budget_s": 90.0, "held_out": ["a", "b"],
+              "metric": "dice"}
+    earlier = {**common, "entrants": {
+        "unetkit": {"curve": [(0, 0.1), (90, 0.99)], "final_score": 0.99},
+        "smp-resnet34": {"curve": [(0, 0.2), (30, 0.6), (90, 0.8)], "final_score": 0.8},
+        "classic": {"curve": [(0, 0.1), (90, 0.7)], "final_score": 0.7}}}
+    path = tmp_path / "race.json"
+    path.write_text(json.dumps(earlier))
+    now = {**common, "entrants": {"unetkit": {"curve": [(0, 0.1), (30, 0.85), (90, 0.9)],
+                                              "final_score": 0.9}}}
+    got = with_peers_from(now, read_peers(path), path)
+    # the earlier unetkit leg is not taken; the peers are, marked with where they came from
+    assert got["entrants"]["unetkit"]["final_score"] == 0.9
+    assert got["entrants"]["smp-resnet34"]["from"] == str(path)
+    assert got["target"] == {"entrant": "smp-resnet34", "score": 0.8, "time_s": 90}
+    assert got["entrants"]["unetkit"]["ratio_to_target_peer"] == pytest.approx(30 / 90,
+                                                                               abs=1e-4)
+    assert got["goal"]["met"] is True and got["goal"]["unetkit_lead"] == pytest.approx(0.1)
+    other = {**common, "held_out": ["c"], "entrants": {"unetkit": {"curve": [(0, 0.1)]}}}
+    with pytest.raises(UsageError, match="--peers-from .* another held_out"):
+        with_peers_from(other, read_peers(path), path)
+    (tmp_path / "bad.json").write_text("{not json")
+    with pytest.raises(UsageError, match="--peers-from .*bad.json is not a readable"):
+        read_peers(tmp_path / "bad.json")

@@ -251,6 +251,39 @@ def _goal(results: dict[str, dict[str, Any]], target: dict[str, Any] | None) -> 
             "unetkit_lead": lead}
 
 
+def read_peers(path: Path) -> dict[str, Any]:
+    """An earlier race.json for --peers-from, or one sentence naming it."""
+    try:
+        earlier = json.loads(Path(path).read_text())
+        if not isinstance(earlier.get("entrants"), dict):
+            raise ValueError("it has no entrants")
+    except (OSError, ValueError, AttributeError) as exc:
+        raise UsageError(f"--peers-from {path} is not a readable race.json ({exc}).") from exc
+    return earlier
+
+
+def with_peers_from(result: dict[str, Any], earlier: dict[str, Any], path: Path
+                    ) -> dict[str, Any]:
+    """`result` with the peers of an earlier race on the same data, budget and held-out
+    images (the peers train in float32 whatever UNETKIT_CPU_BF16 says, so a second unetkit
+    leg, e.g. with bf16 off, is compared without racing them again); target and goal are
+    recomputed over all peers."""
+    same = {"data": lambda v: str(Path(v).resolve()), "budget_s": float, "held_out": list,
+            "metric": str}
+    for key, norm in same.items():
+        if norm(earlier.get(key) or "") != norm(result.get(key) or ""):
+            raise UsageError(f"--peers-from {path} raced with another {key} "
+                             f"({earlier.get(key)!r}; this race: {result.get(key)!r}).")
+    for name, entry in earlier["entrants"].items():
+        if name != "unetkit" and name not in result["entrants"]:
+            result["entrants"][name] = {**entry, "from": str(path)}
+    peers = [e for e in result["entrants"] if e != "unetkit"]
+    result["target"] = race_targets(result["entrants"], peers)
+    result["goal"] = _goal(result["entrants"], result["target"])
+    result["peers_from"] = str(path)
+    return result
+
+
 def _machine(device: Any, results: dict[str, dict[str, Any]]) -> dict[str, Any]:
     import torch
 
@@ -312,6 +345,10 @@ def race_command(
                                               "and progress go to stderr).")] = False,
         out: Annotated[Path, typer.Option(help="Folder for race.json and race.png.")]
         = Path("runs/bench"),
+        peers_from: Annotated[Path | None, typer.Option(help="Take the peers' curves from "
+                                                        "this earlier race.json (same data, "
+                                                        "budget and held-out images) instead "
+                                                        "of racing them again.")] = None,
         width: Annotated[int | None, typer.Option(hidden=True, help="Base width of the "
                                                   "entrants (tests).")] = None) -> None:
     """Time to a good model: unetkit beside smp and the classic U-Net on held-out images.
@@ -337,9 +374,12 @@ def race_command(
         raise UsageError(f"--width {width} must be at least 1.")
     names = [n.strip() for n in holdout_names.split(",") if n.strip()] if holdout_names \
         else None
+    earlier = read_peers(peers_from) if peers_from is not None else None
     result = run_race(found, budget, every, parse_entrants(entrants),
                       4 if holdout is None else holdout, names, width, quiet=as_json,
                       auto=auto, holdout_split=holdout_split)
+    if earlier is not None and peers_from is not None:
+        result = with_peers_from(result, earlier, peers_from)
     json_path, png_path = write_race(result, out)
     table = format_race(result)
     if as_json:
