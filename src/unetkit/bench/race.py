@@ -268,10 +268,12 @@ def with_peers_from(result: dict[str, Any], earlier: dict[str, Any], path: Path
     images (the peers train in float32 whatever UNETKIT_CPU_BF16 says, so a second unetkit
     leg, e.g. with bf16 off, is compared without racing them again); target and goal are
     recomputed over all peers."""
-    same = {"data": lambda v: str(Path(v).resolve()), "budget_s": float, "held_out": list,
-            "metric": str}
+    same: dict[str, Any] = {
+        "data": lambda v: str(Path(v).resolve()) if v else None,
+        "budget_s": lambda v: float(v) if isinstance(v, int | float) else None,
+        "held_out": lambda v: list(v or []), "metric": str}
     for key, norm in same.items():
-        if norm(earlier.get(key) or "") != norm(result.get(key) or ""):
+        if norm(earlier.get(key)) != norm(result.get(key)):
             raise UsageError(f"--peers-from {path} raced with another {key} "
                              f"({earlier.get(key)!r}; this race: {result.get(key)!r}).")
     for name, entry in earlier["entrants"].items():
