@@ -35,9 +35,9 @@ def _launch(args: list[str], log: Path, cores: list[int]) -> subprocess.Popen:
 
 def _halves(threads: int | None) -> tuple[list[int], list[int]]:
     """Two disjoint sets of `threads` usable cores (default: half of them each)."""
-    # not on Linux: no affinity, so no pinning, only the thread counts
-    usable = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") \
-        else list(range(os.cpu_count() or 1))
+    from unetkit.train.parallel import usable_core_ids
+
+    usable = usable_core_ids()  # not on Linux: no pinning (_launch), only the thread counts
     n = threads or max(1, len(usable) // 2)
     if 2 * n > len(usable):
         raise UsageError(f"Comparing with {n} core(s) each needs {2 * n}; {len(usable)} are "

@@ -220,7 +220,8 @@ def run_family(fam: Family, device: torch.device, opts: SpeedOptions
     else:
         trained = copy.deepcopy(uk).eval()
     levers = {"train": _time_training(fam, uk, ref, extras, x, y, block, device, opts),
-              "infer": _time_inference(fam, trained, ref, extras, x, block, device, opts)}
+              "infer": _time_inference(fam, trained, ref, extras, x, block, device, opts,
+                                       precision)}
     return block, levers
 
 
@@ -281,7 +282,8 @@ def _time_training(fam: Family, uk: nn.Module, ref: nn.Module, extras: dict[str,
 
 def _time_inference(fam: Family, trained: nn.Module, ref: nn.Module,
                     extras: dict[str, nn.Module], x: torch.Tensor, block: dict[str, Any],
-                    device: torch.device, opts: SpeedOptions) -> dict[str, Any]:
+                    device: torch.device, opts: SpeedOptions, precision: str
+                    ) -> dict[str, Any]:
     """Inference of the reference, unetkit's Predictor, the extras and the inference levers,
     each lever's masks checked against the fp32 eager ones."""
     from unetkit.bench.reference import ReferenceRunner
@@ -321,10 +323,7 @@ def _time_inference(fam: Family, trained: nn.Module, ref: nn.Module,
         check = agreement(v.step(), base) if v.error is None else None
         out[name] = lever_entry(v, block, "infer", check, entry.get("note", ""),
                                  setup_s=entry.get("setup_s"))
-    from unetkit.device import resolve_precision
-
-    block["predict_default"] = predict_default(block, out,
-                                               resolve_precision(opts.precision, device))
+    block["predict_default"] = predict_default(block, out, precision)
     return out
 
 

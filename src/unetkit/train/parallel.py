@@ -30,12 +30,18 @@ BACKEND = "gloo"
 MIN_BATCH_PER_PROCESS = 2  # BatchNorm statistics from fewer patches than this get noisy
 
 
-def usable_cores() -> int:
-    """CPU cores this process may run on (its affinity mask, e.g. a container's quota)."""
+def usable_core_ids() -> list[int]:
+    """The CPU cores this process may run on (its affinity mask, e.g. a container's quota),
+    sorted; all of them where the platform has no affinity (not Linux)."""
     try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
+        return sorted(os.sched_getaffinity(0))
+    except AttributeError:
+        return list(range(os.cpu_count() or 1))
+
+
+def usable_cores() -> int:
+    """How many CPU cores this process may run on."""
+    return len(usable_core_ids())
 
 
 def cpu_processes(devices: int, device_type: str, num_nodes: int = 1) -> int:
