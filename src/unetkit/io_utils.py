@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import glob
 import os
+import socket
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,6 +21,7 @@ from unetkit.progress import first_process
 
 TEMP_SUFFIX = ".tmp"
 LOCK_NAME = ".unetkit.lock"
+_HOST = socket.gethostname().split(".")[0] or "host"  # temps name their writer: host-pid
 
 
 def _why(exc: OSError) -> str:
@@ -57,7 +60,8 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     path = Path(path)
     try:
         ensure_dir(path.parent, f"The folder for {path}")
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TEMP_SUFFIX, dir=path.parent)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{_HOST}-{os.getpid()}.",
+                                   suffix=TEMP_SUFFIX, dir=path.parent)
     except OSError as exc:
         raise UnetkitError(f"Could not write {path}: {_why(exc)}.") from exc
     os.close(fd)
@@ -68,12 +72,39 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
         os.umask(umask)
         os.chmod(tmp_path, 0o666 & ~umask)  # mkstemp makes 0600; outputs are ordinary files
         os.replace(tmp_path, path)
+        _remove_dead_writers_temps(path)
     except OSError as exc:
         raise UnetkitError(f"Could not write {path}: {_why(exc)}; nothing was replaced.") \
             from exc
     finally:
         with contextlib.suppress(OSError):
             tmp_path.unlink(missing_ok=True)
+
+
+def _remove_dead_writers_temps(path: Path) -> None:
+    """Delete temps for `path` that a killed process on this machine left (a re-run's rewrite).
+
+    A temp's name carries its writer's host and pid; only temps of this host whose process
+    is gone are removed, so a live writer (here or on another node) never loses its file.
+    """
+    mine = f".{path.name}.{_HOST}-"
+    for tmp in path.parent.glob(f"{glob.escape(mine)}*{TEMP_SUFFIX}"):
+        pid = tmp.name[len(mine):].split(".", 1)[0]
+        if pid.isdigit() and not _alive(int(pid)):
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+
+
+def _alive(pid: int) -> bool:
+    if os.name == "nt":  # os.kill would terminate it there; keep the temp
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # exists but belongs to someone else
+        return True
+    return True
 
 
 def atomic_write_text(path: str | Path, text: str) -> None:

@@ -142,6 +142,23 @@ def test_out_that_is_a_file_is_one_sentence(tmp_path: Path) -> None:
     assert (tmp_path / "taken").read_text() == "not a folder"
 
 
+def test_rewrite_clears_the_temp_a_killed_writer_left_but_not_a_live_one(tmp_path: Path) -> None:
+    """A re-run rewriting a file removes its dead writer's temp; live writers keep theirs."""
+    from unetkit.io_utils import _HOST
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True)
+    stale = tmp_path / f".m.png.{_HOST}-{int(dead.stdout)}.abc.tmp"
+    live = tmp_path / f".m.png.{_HOST}-{os.getpid()}.def.tmp"
+    elsewhere = tmp_path / f".m.png.{_HOST}x-{int(dead.stdout)}.ghi.tmp"  # another node
+    other_file = tmp_path / f".n.png.{_HOST}-{int(dead.stdout)}.jkl.tmp"
+    for p in (stale, live, elsewhere, other_file):
+        p.write_text("partial")
+    atomic_write_text(tmp_path / "m.png", "whole")
+    assert (tmp_path / "m.png").read_text() == "whole"
+    assert not stale.exists() and live.exists() and elsewhere.exists() and other_file.exists()
+
+
 def _folder_of_images(folder: Path, n: int) -> None:
     folder.mkdir()
     rng = np.random.default_rng(0)
