@@ -302,3 +302,21 @@ def test_peers_from_an_earlier_race(tmp_path: Path) -> None:
     (tmp_path / "bad.json").write_text("{not json")
     with pytest.raises(UsageError, match="--peers-from .*bad.json is not a readable"):
         read_peers(tmp_path / "bad.json")
+
+
+def test_auto_leg_trains_for_the_budget_less_planning(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The race scores outside every clock, so fit's final-evaluation reserve is given back:
+    unetkit's training time is the budget less its planning seconds, like the peers'."""
+    import unetkit.plan
+    from unetkit.bench.race_unetkit import planned_config
+    from unetkit.config import FitConfig, parse_duration
+
+    class FakePlan:
+        def to_fit_config(self, config: FitConfig) -> FitConfig:
+            time.sleep(0.3)  # planning takes a while
+            return FitConfig(data=config.data, max_time="520s", epochs=14, devices=2)
+
+    monkeypatch.setattr(unetkit.plan, "make_plan", lambda *a, **k: FakePlan())
+    planned, planning_s = planned_config(FitConfig(data="d", max_time="600s"), 600.0, True)
+    assert planning_s >= 0.3 and planned.epochs is None and planned.devices == 1
+    assert parse_duration(planned.max_time) == pytest.approx(600.0 - planning_s, abs=0.06)

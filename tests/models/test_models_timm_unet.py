@@ -149,3 +149,23 @@ def test_unknown_encoder(one_sentence) -> None:
     with pytest.raises(UsageError, match="not a timm model") as info:
         build_model("timm-unet", encoder="resnet-9000", encoder_weights=None)
     one_sentence(str(info.value))
+
+
+def test_decoder_channels_like_smp(one_sentence) -> None:
+    """`decoder_channels` sets each block's width as smp's option of that name does."""
+    widths = [128, 64, 32, 16, 16]
+    ours = build_model("timm-unet", encoder="resnet18", encoder_weights=None, classes=3,
+                       decoder_channels=widths).eval()
+    theirs = smp.Unet("resnet18", encoder_weights=None, classes=3, decoder_channels=widths)
+    assert count_parameters(ours) == count_parameters(theirs) < 14_328_499
+    assert [b.conv2[0].out_channels for b in ours.decoder.blocks] == widths
+    with torch.no_grad():
+        assert ours(torch.randn(1, 3, 70, 90)).shape == (1, 3, 70, 90)
+    narrow = build_model("timm-unet", encoder="resnet18", encoder_weights=None,
+                         decoder_channels="64,32,16,8,8")  # as --option gives it
+    assert [b.conv2[0].out_channels for b in narrow.decoder.blocks] == [64, 32, 16, 8, 8]
+    for bad in ([64, 32], [128, 64, 32, 16, 0], "wide"):
+        with pytest.raises(UsageError, match="decoder_channels must be 5 positive") as info:
+            build_model("timm-unet", encoder="resnet18", encoder_weights=None,
+                        decoder_channels=bad)
+        one_sentence(str(info.value))

@@ -18,6 +18,7 @@ from unetkit.plan import PlanHardwareWarning, decide, load_plan, make_plan
 from unetkit.plan.fingerprint import compute_fingerprint
 from unetkit.plan.planner import TARGET_STEPS, candidates
 from unetkit.train.defaults import resolve
+from unetkit.train.fit import max_epochs
 
 
 def _fp(folder):
@@ -44,7 +45,10 @@ def test_decisions_have_reasons_and_fit_the_budget(disc_folder):
     est = plan.estimates
     assert est["train_time_s"] < 600 and int(plan.value("max_time")[:-1]) == int(
         est["train_time_s"])
-    assert plan.value("epochs") >= est["epochs"] > 0
+    # no epoch cap: a run faster than the probe trains until its time is spent
+    assert plan.value("epochs") is None and est["epochs"] > 0
+    assert "no cap" in plan.decisions["epochs"].reason
+    assert max_epochs(plan.to_fit_config().epochs, 600.0) == -1
     assert plan.value("scale") == 1.0 and plan.value("size") == [64, 64]
     assert plan.value("loss") == "bce-dice" and plan.value("augment") in ("strong", "default")
     # a bigger budget never picks a narrower model
@@ -269,7 +273,9 @@ def test_scenes_get_whole_frames_natural_augmentation_and_the_resnet_unet(tmp_pa
     plan = decide(scenes, m, 1800)
     assert plan.value("augment") == "natural" and "upright" in plan.decisions["augment"].reason
     assert plan.value("model") == "timm-unet"
-    assert plan.value("model_options") == {"encoder": "resnet18", "encoder_weights": "none"}
+    assert plan.value("model_options") == {"encoder": "resnet18", "encoder_weights": "none",
+                                           "decoder_channels": [128, 64, 32, 16, 16]}
+    assert "decoder channels" in plan.decisions["model_options"].reason
     assert plan.value("lr") == 1e-3  # from scratch, not the fine-tuning rate
     weights = plan.value("loss_options")["class_weights"]
     fractions = [c.pixel_fraction for c in scenes.classes]

@@ -49,10 +49,12 @@ NOTES = [
     "Dice (binary) or cross-entropy (multi-class), fp32, NCHW, eager; unetkit trains at its "
     "resolved precision (bf16-mixed where the CPU has native bf16, else 32).",
     "--auto: unetkit plans first (`fit --auto --budget BUDGET`); its planning seconds count "
-    "in its time (its curve starts that late) and it trains in one process on every core "
-    "(the race scores inside that process). The plan's fingerprint reads every mask's class "
-    "frequencies, held-out ones included; no held-out pixel is trained or validated on. The "
-    "data are prepared at the plan's scale, so the peers train and everyone is scored there.",
+    "in its time (its curve starts that late), it trains for the rest of the budget (fit's "
+    "reserve for start-up, final evaluation and a margin is not needed: the race scores "
+    "outside every clock), in one process on every core (the race scores inside it). The "
+    "plan's fingerprint reads every mask's class frequencies, held-out ones included; no "
+    "held-out pixel is trained or validated on. The data are prepared at the plan's scale, "
+    "so the peers train and everyone is scored there.",
     "time to target: the first scored time at or above the best peer's final score (no "
     "interpolation between points); ratio: that time over the best peer's own first time at "
     "its final score.",

@@ -85,8 +85,13 @@ def planned_config(config: FitConfig, budget_s: float, quiet: bool) -> tuple[Fit
     # the race trains on fewer images than the plan counted (some validate), so its epochs
     # are shorter: the time limit, not the plan's epoch cap, ends training
     planned.epochs = None
+    planning_s = time.perf_counter() - start
+    # fit's plan keeps back start-up, the final evaluation and a margin inside a user's
+    # budget; the race scores outside every entrant's clock, so unetkit trains for what
+    # planning left of the budget, as the peers train for all of it
+    planned.max_time = f"{max(budget_s - planning_s, 1.0):.1f}s"
     torch.set_num_threads(usable_cores())
-    return planned, time.perf_counter() - start
+    return planned, planning_s
 
 
 def run_unetkit(config: FitConfig, splits: dict[str, list[str]], scorer: Scorer,

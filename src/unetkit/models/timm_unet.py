@@ -4,13 +4,14 @@ The decoder mirrors `smp.Unet` (0.6) module for module, so the two have the same
 and state-dict names (ours: `encoder.*`, smp's: `encoder.model.*`): five blocks of nearest x2
 upsampling, concatenation with the encoder map at that stride (none at stride 1, and none at
 stride 2 for backbones whose first map is at stride 4), then two Conv-BN-ReLU, with channels
-(256, 128, 64, 32, 16), and a 3x3 segmentation head.
+(256, 128, 64, 32, 16) unless `decoder_channels` says otherwise, and a 3x3 segmentation
+head.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
 import huggingface_hub
@@ -167,17 +168,36 @@ class DecoderBlock(nn.Module):
 
 
 class UnetDecoder(nn.Module):
-    def __init__(self, head_ch: int, skip_channels: list[int]) -> None:
+    def __init__(self, head_ch: int, skip_channels: list[int],
+                 channels: tuple[int, ...] = DECODER_CHANNELS) -> None:
         super().__init__()
-        ins = (head_ch, *DECODER_CHANNELS[:-1])
+        ins = (head_ch, *channels[:-1])
         self.blocks = nn.ModuleList(DecoderBlock(i, s, o) for i, s, o in
-                                    zip(ins, skip_channels, DECODER_CHANNELS, strict=True))
+                                    zip(ins, skip_channels, channels, strict=True))
+
+
+def decoder_channels_option(value: Sequence[int] | None) -> tuple[int, ...]:
+    """Five positive widths, deepest block first (smp's `decoder_channels`), or smp's own."""
+    if value is None:
+        return DECODER_CHANNELS
+    if isinstance(value, str):  # --option decoder_channels=128,64,32,16,16
+        value = value.split(",")
+    try:
+        channels = tuple(int(c) for c in value)
+    except (TypeError, ValueError):
+        channels = ()
+    if len(channels) != len(DECODER_CHANNELS) or min(channels) < 1:
+        raise UsageError(f"decoder_channels must be {len(DECODER_CHANNELS)} positive integers, "
+                         f"deepest block first, e.g. {list(DECODER_CHANNELS)}; got {value!r}.")
+    return channels
 
 
 class TimmUNet(PretrainedEncoderUNet):
     def __init__(self, in_channels: int = 3, classes: int = 1, encoder: str = "resnet34",
-                 encoder_weights: str | None = "imagenet", freeze_encoder: bool = False) -> None:
+                 encoder_weights: str | None = "imagenet", freeze_encoder: bool = False,
+                 decoder_channels: Sequence[int] | None = None) -> None:
         super().__init__()
+        widths = decoder_channels_option(decoder_channels)
         indices, self.reductions, channels = feature_plan(encoder)
         weights = weights_choice(encoder_weights)
         kwargs: dict = {"features_only": True, "out_indices": tuple(indices),
@@ -201,8 +221,8 @@ class TimmUNet(PretrainedEncoderUNet):
         by_reduction = dict(zip(self.reductions, channels, strict=True))
         self.decoder = UnetDecoder(by_reduction[HEAD_REDUCTION],
                                    [by_reduction.get(r, 0) if r > 1 else 0
-                                    for r in SKIP_REDUCTIONS])
-        self.segmentation_head = nn.Sequential(nn.Conv2d(DECODER_CHANNELS[-1], classes, 3,
+                                    for r in SKIP_REDUCTIONS], widths)
+        self.segmentation_head = nn.Sequential(nn.Conv2d(widths[-1], classes, 3,
                                                          padding=1))
         self._init_like_smp()
         data = resolve_model_data_config(self.encoder)

@@ -211,6 +211,8 @@ def format_summary(plan: Plan) -> str:
             value = ", ".join(f"{k}={v}" for k, v in value.items()) or "{}"
         elif isinstance(value, list):
             value = "x".join(str(v) for v in value) if key == "size" else str(value)
+        elif value is None:
+            value = "none"
         out.append(f"  {key:<13} {value}")
         out.append(f"  {'':<13}   {d.reason}")
     if est:
