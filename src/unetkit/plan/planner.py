@@ -28,12 +28,14 @@ The rules, in order:
    U-Net paper's border weight maps (weighted-ce) are wired for objects parted by thin borders
    but off (data_decisions.WEIGHT_MAPS_FOR_SEPARATED: lower Dice in short budgets), and a user
    can pin them with fixed={"loss": "weighted-ce"} (their data cost is measured and budgeted);
-   AdamW with one-cycle, whose progress follows wall time so it anneals by the deadline.
+   AdamW with one-cycle, whose progress follows wall time so it anneals by the deadline;
+   no epoch cap (the time limit ends training, however fast the epochs turn out).
    Predict-time TTA is not planned (it stays the user's --tta).
 6. Scenes (upright multi-class RGB images, data_decisions.scenes; measured on CamVid, see
    docs/decisions.md): whole frames at 192 px on the long side, batch 8, natural
    augmentation, median-frequency weights (20 for thin classes left under 2 px), and a
-   from-scratch ResNet-18 U-Net candidate, chosen when it gets TARGET_STEPS steps; threads
+   from-scratch ResNet-18 U-Net candidate with a decoder half as wide as smp's, chosen when
+   it gets TARGET_STEPS steps; threads
    and processes are measured on it.
 
 An epoch is what `fit` runs: about one image-area of patches per training image
