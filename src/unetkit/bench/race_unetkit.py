@@ -82,8 +82,8 @@ def planned_config(config: FitConfig, budget_s: float, quiet: bool) -> tuple[Fit
                      **config.format_options)
     planned = plan.to_fit_config(config)
     planned.devices = 1
-    # the race trains on fewer images than the plan counted (some validate), so its epochs
-    # are shorter: the time limit, not the plan's epoch cap, ends training
+    # the time limit ends the leg, as it ends the peers' (plans set no epoch cap either;
+    # this keeps the race's rule whatever the plan says)
     planned.epochs = None
     planning_s = time.perf_counter() - start
     # fit's plan keeps back start-up, the final evaluation and a margin inside a user's
