@@ -305,3 +305,24 @@ def test_official_split_sets_the_validation_images(tmp_path):
     dd = data_decisions(fp, "cpu")
     assert (dd["_n_train"].value, dd["_n_val"].value) == (8, 3)
     assert "official split" in dd["val_split"].reason
+
+
+def test_plan_file_edits_under_fit_config_are_what_trains(disc_folder, tmp_path):
+    import yaml
+
+    plan = decide(_fp(disc_folder), fake_measurements(), 600, data=str(disc_folder))
+    path = plan.save(tmp_path / "plan.yaml")
+    values = yaml.safe_load(path.read_text())
+    planned = values["fit_config"]["batch_size"]
+    values["fit_config"]["batch_size"] = planned + 3
+    path.write_text(yaml.safe_dump(values, sort_keys=False))
+    loaded = load_plan(path, warn=False)
+    assert loaded.to_fit_config().batch_size == planned + 3
+    reason = loaded.decisions["batch_size"].reason
+    assert "by hand" in reason and f"chose {planned}" in reason
+    # untouched values keep the planner's own reasons
+    assert loaded.decisions["lr"].reason == plan.decisions["lr"].reason
+    values["fit_config"]["batchsize"] = 4
+    path.write_text(yaml.safe_dump(values, sort_keys=False))
+    with pytest.raises(UsageError, match=r"fit_config has batchsize, which plans do not set"):
+        load_plan(path, warn=False)

@@ -107,13 +107,13 @@ class Plan:
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> Plan:
+        decisions = {k: Decision(v["value"], v["reason"]) for k, v in values["decisions"].items()}
+        apply_hand_edits(decisions, values.get("fit_config") or {})
         return cls(data=values["data"], format=values.get("format", "auto"),
                    budget_s=float(values["budget_s"]),
                    fingerprint=Fingerprint.from_dict(values["fingerprint"]),
                    measurements=Measurements.from_dict(values["measurements"]),
-                   decisions={k: Decision(v["value"], v["reason"])
-                              for k, v in values["decisions"].items()},
-                   estimates=values.get("estimates", {}),
+                   decisions=decisions, estimates=values.get("estimates", {}),
                    version=int(values.get("unetkit_plan", PLAN_VERSION)))
 
     def save(self, path: str | Path) -> Path:
@@ -130,6 +130,17 @@ class Plan:
         return format_summary(self)
 
 
+def apply_hand_edits(decisions: dict[str, Decision], fit_config: dict[str, Any]) -> None:
+    """A value changed by hand in plan.yaml's `fit_config` wins over the decision it was
+    written from: the file says "edit and train with it", so an edit must not be ignored."""
+    for key, value in fit_config.items():
+        planned = decisions.get(key)
+        if planned is not None and planned.value == value:
+            continue
+        was = "" if planned is None else f" (the plan chose {planned.value!r})"
+        decisions[key] = Decision(value, f"set by hand in the plan file's fit_config{was}")
+
+
 def load_plan(path: str | Path, warn: bool = True) -> Plan:
     """Read plan.yaml; warn (PlanHardwareWarning) when it was measured on other hardware."""
     path = Path(path)
@@ -142,6 +153,11 @@ def load_plan(path: str | Path, warn: bool = True) -> Plan:
     if not isinstance(values, dict) or "decisions" not in values or "measurements" not in values:
         raise UsageError(f"{path} is not a unetkit plan (no decisions/measurements in it); make "
                          "one with `unetkit plan --data PATH`.")
+    unknown = sorted(set(values.get("fit_config") or {}) - set(FIT_FIELDS))
+    if unknown:
+        raise UsageError(f"Plan file {path}: fit_config has {', '.join(unknown)}, which plans do "
+                         f"not set (they set {', '.join(FIT_FIELDS)}); give other settings as "
+                         "fit flags.")
     try:
         plan = Plan.from_dict(values)
     except (KeyError, TypeError, ValueError) as exc:
