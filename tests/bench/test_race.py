@@ -304,6 +304,26 @@ def test_peers_from_an_earlier_race(tmp_path: Path) -> None:
         read_peers(tmp_path / "bad.json")
 
 
+def test_peers_from_another_race_is_refused_before_anything_trains(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import unetkit.bench.race as race
+    from unetkit.cli import app
+
+    data = _binary_folder(tmp_path / "data")
+    trained: list[str] = []
+    monkeypatch.setattr(race, "_run_entrant", lambda name, *a, **k: trained.append(name))
+    earlier = tmp_path / "race.json"
+    for differs, expect in (({"budget_s": 90.0}, "another budget_s"),
+                            ({"held_out": ["nope"]}, "another held_out")):
+        earlier.write_text(json.dumps({"data": str(data), "budget_s": 6.0, "metric": "dice",
+                                       "held_out": [], "entrants": {}, **differs}))
+        result = CliRunner().invoke(app, ["bench", "race", "--data", str(data), "--budget",
+                                          "6s", "--every", "2s", "--holdout", "2",
+                                          "--entrants", "unetkit", "--peers-from", str(earlier)])
+        assert result.exit_code != 0 and expect in result.output, result.output
+    assert trained == []
+
+
 def test_auto_leg_trains_for_the_budget_less_planning(monkeypatch: pytest.MonkeyPatch) -> None:
     """The race scores outside every clock, so fit's final-evaluation reserve is given back:
     unetkit's training time is the budget less its planning seconds, like the peers'."""

@@ -160,8 +160,10 @@ def run_race(data: str | Path, budget: str = "8m", every: str = "30s",
              entrants: list[str] | None = None, holdout: int | None = 4,
              holdout_names: list[str] | None = None, width: int | None = None,
              quiet: bool = False, auto: bool = False,
-             holdout_split: str | None = None) -> dict[str, Any]:
-    """Train each entrant in turn within `budget`, scored every `every`; return race.json."""
+             holdout_split: str | None = None,
+             peers: tuple[Path, dict[str, Any]] | None = None) -> dict[str, Any]:
+    """Train each entrant in turn within `budget`, scored every `every`; return race.json.
+    `peers` (path, earlier race.json) is checked against this race before anything trains."""
     import torch
 
     from unetkit.bench.race_score import HeldOut, Scorer
@@ -180,6 +182,8 @@ def run_race(data: str | Path, budget: str = "8m", every: str = "30s",
     data = Path(data)
     if not data.exists():
         raise UsageError(f"--data {data} does not exist.")
+    if peers is not None:
+        check_peers(peers[1], {"data": str(data), "budget_s": budget_s}, peers[0])
     config = cli_config(data, budget, width)
     planning_s = 0.0
     if auto and "unetkit" in entrants:
@@ -191,6 +195,8 @@ def run_race(data: str | Path, budget: str = "8m", every: str = "30s",
     train_idx = [index[n] for n in splits["train"]]
     channels = in_channels_of(prepared, train_idx, None)
     held = HeldOut.from_data(prepared, [index[n] for n in held_names], channels)
+    if peers is not None:
+        check_peers(peers[1], {"held_out": held_names, "metric": held.metric}, peers[0])
     mean, std = channel_stats(prepared.cache, train_idx, channels)
     device = pick_device()
     start = time.perf_counter()
@@ -264,20 +270,27 @@ def read_peers(path: Path) -> dict[str, Any]:
     return earlier
 
 
+_SAME = {"data": lambda v: str(Path(v).resolve()) if v else None,
+         "budget_s": lambda v: float(v) if isinstance(v, int | float) else None,
+         "held_out": lambda v: list(v or []), "metric": str}
+
+
+def check_peers(earlier: dict[str, Any], race: dict[str, Any], path: Path) -> None:
+    """One sentence if the earlier race ran on other data, budget, held-out images or metric
+    (each key of `race` that is given is compared), so nobody trains for nothing."""
+    for key, norm in _SAME.items():
+        if key in race and norm(earlier.get(key)) != norm(race.get(key)):
+            raise UsageError(f"--peers-from {path} raced with another {key} "
+                             f"({earlier.get(key)!r}; this race: {race.get(key)!r}).")
+
+
 def with_peers_from(result: dict[str, Any], earlier: dict[str, Any], path: Path
                     ) -> dict[str, Any]:
     """`result` with the peers of an earlier race on the same data, budget and held-out
     images (the peers train in float32 whatever UNETKIT_CPU_BF16 says, so a second unetkit
     leg, e.g. with bf16 off, is compared without racing them again); target and goal are
     recomputed over all peers."""
-    same: dict[str, Any] = {
-        "data": lambda v: str(Path(v).resolve()) if v else None,
-        "budget_s": lambda v: float(v) if isinstance(v, int | float) else None,
-        "held_out": lambda v: list(v or []), "metric": str}
-    for key, norm in same.items():
-        if norm(earlier.get(key)) != norm(result.get(key)):
-            raise UsageError(f"--peers-from {path} raced with another {key} "
-                             f"({earlier.get(key)!r}; this race: {result.get(key)!r}).")
+    check_peers(earlier, result, path)
     for name, entry in earlier["entrants"].items():
         if name != "unetkit" and name not in result["entrants"]:
             result["entrants"][name] = {**entry, "from": str(path)}
@@ -378,12 +391,12 @@ def race_command(
         raise UsageError(f"--width {width} must be at least 1.")
     names = [n.strip() for n in holdout_names.split(",") if n.strip()] if holdout_names \
         else None
-    earlier = read_peers(peers_from) if peers_from is not None else None
+    peers = (peers_from, read_peers(peers_from)) if peers_from is not None else None
     result = run_race(found, budget, every, parse_entrants(entrants),
                       4 if holdout is None else holdout, names, width, quiet=as_json,
-                      auto=auto, holdout_split=holdout_split)
-    if earlier is not None and peers_from is not None:
-        result = with_peers_from(result, earlier, peers_from)
+                      auto=auto, holdout_split=holdout_split, peers=peers)
+    if peers is not None:
+        result = with_peers_from(result, peers[1], peers[0])
     json_path, png_path = write_race(result, out)
     table = format_race(result)
     if as_json:
