@@ -149,7 +149,6 @@ def test_real_probe_on_tiny_data(disc_folder):
         assert f"{chosen[0].train_images_per_s:.2f} images/s" in reason
     # and the plan is the pure function of what was measured
     assert decide(fp, m, plan.budget_s, data=plan.data).to_dict() == plan.to_dict()
-    assert m.batch_tested == {}  # microscopy: the batch is not halved, so not timed
 
 
 def test_cli_plan_writes_file_and_reports_bad_budget(disc_folder, tmp_path):
@@ -327,48 +326,3 @@ def test_plan_file_edits_under_fit_config_are_what_trains(disc_folder, tmp_path)
     path.write_text(yaml.safe_dump(values, sort_keys=False))
     with pytest.raises(UsageError, match=r"fit_config has batchsize, which plans do not set"):
         load_plan(path, warn=False)
-
-
-@pytest.mark.parametrize(("half_step", "batch", "why"), [
-    (0.2 * 4 / 8 / 0.92, 4, "0.92x the images per second of 8"),  # float32 on CamVid
-    (0.2 * 4 / 8 / 0.62, 8, "4 would train at only 0.62x"),
-])
-def test_scenes_halve_the_batch_only_when_it_keeps_the_images_per_second(
-        tmp_path, half_step, batch, why):
-    """Scenes on CPU: 4 frames per step instead of 8 when the probe measured that half the
-    batch keeps >= 0.8 of the images/s on the chosen model, scheduled at that speed."""
-    from plan_fixtures import write_scenes
-
-    scenes = _fp(write_scenes(tmp_path / "scenes", count=20, size=(360, 480)))
-    m = replace(_with_scene_encoder(fake_measurements(step_s=0.05, size=(144, 192), batch=8),
-                                    0.2), batch=8)
-    plain = decide(scenes, m, 1800)
-    assert plain.value("model") == "timm-unet" and plain.value("batch_size") == 8
-    m.batch_tested = {"key": "timm-unet-resnet18", "step_s": {"8": 0.2, "4": half_step}}
-    plan = decide(scenes, m, 1800)
-    assert plan.value("model") == "timm-unet" and plan.value("batch_size") == batch
-    assert why in plan.decisions["batch_size"].reason
-    if batch == 4:  # the half batch's measured step time, not a linear rescale
-        assert plan.estimates["train_images_per_s"] < plain.estimates["train_images_per_s"]
-        assert plan.estimates["steps"] > 1.6 * plain.estimates["steps"]
-    else:
-        assert plan.estimates == plain.estimates
-    # recorded in plan.yaml and replayed to the same plan
-    path = plan.save(tmp_path / "plan.yaml")
-    assert load_plan(path, warn=False).to_dict() == plan.to_dict()
-    # another model measured: no halving
-    m.batch_tested = {"key": "unet-f8-d3", "step_s": {"8": 0.2, "4": 0.05}}
-    assert decide(scenes, m, 1800).value("batch_size") == 8
-
-
-def test_real_probe_on_tiny_scenes_times_the_half_batch(tmp_path):
-    """Scenes: the probe times the ResNet-18 U-Net at the planned batch and at half of it."""
-    from plan_fixtures import write_scenes
-
-    folder = write_scenes(tmp_path / "scenes", count=10, size=(48, 64))
-    plan = make_plan(folder, "10m", quiet=True)
-    tested = plan.measurements.batch_tested
-    batch = plan.measurements.batch
-    assert tested["key"] == "timm-unet-resnet18" and set(tested["step_s"]) == {
-        str(batch), str(batch // 2)} and min(tested["step_s"].values()) > 0
-    assert plan.value("batch_size") in (batch, batch // 2)

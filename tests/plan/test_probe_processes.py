@@ -159,20 +159,3 @@ def test_layout_compares_against_the_candidate_the_processes_ran():
     assert many == pytest.approx(32 / (1.5 + 16 * 0.005))
     m.processes_tested.pop("key")  # plans recorded before the key: the first candidate
     assert layout_speed(m) is m.speeds[0]
-
-
-def test_batch_test_times_the_batch_and_half_of_it_interleaved():
-    """plan/probe._batch_test: a warm-up at the new (half) shape, then full and half steps
-    in turn; each figure is the mean of its own steps."""
-    from unetkit.plan.probe import BATCH_ROUNDS, _batch_test
-
-    seen: list[int] = []
-
-    class Trainer:
-        def step(self, batch):
-            seen.append(len(batch[0]))
-            return 0.01 * len(batch[0]) + (0.5 if len(seen) == 1 else 0.0)  # slow warm-up
-
-    batches = [(torch.zeros(8, 3, 4, 4), torch.zeros(8, 4, 4)) for _ in range(3)]
-    assert _batch_test(Trainer(), batches, 8) == {"8": 0.08, "4": 0.04}
-    assert seen == [4] + [8, 4] * BATCH_ROUNDS

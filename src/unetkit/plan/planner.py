@@ -32,8 +32,7 @@ The rules, in order:
    no epoch cap (the time limit ends training, however fast the epochs turn out).
    Predict-time TTA is not planned (it stays the user's --tta).
 6. Scenes (upright multi-class RGB images, data_decisions.scenes; measured on CamVid, see
-   docs/decisions.md): whole frames at 192 px on the long side, batch 8 (4 when the probe
-   measures that it keeps HALF_BATCH_KEEP of the images per second), natural
+   docs/decisions.md): whole frames at 192 px on the long side, batch 8, natural
    augmentation, median-frequency weights (20 for thin classes left under 2 px), and a
    from-scratch ResNet-18 U-Net candidate with a decoder half as wide as smp's, chosen when
    it gets TARGET_STEPS steps; threads
@@ -46,7 +45,6 @@ An epoch is what `fit` runs: about one image-area of patches per training image
 from __future__ import annotations
 
 import time
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -78,7 +76,6 @@ SMALL_DATA = 100  # training images at or below which augmentation is strong
 # the measurements behind the next rule are in docs/decisions.md
 STRONG_MIN_EPOCHS = 60  # strong augmentation only pays over many passes over the data
 WIDTH_COST = 2.8  # step time ratio per doubling of width (for deciding what to probe)
-HALF_BATCH_KEEP = 0.8  # scenes: halve the batch if that keeps this share of the images/s
 # from scratch, with a decoder half as wide as smp's (docs/decisions.md: more passes per minute)
 SCENE_ENCODER = {"encoder": "resnet18", "encoder_weights": "none",
                  "decoder_channels": [128, 64, 32, 16, 16]}
@@ -203,31 +200,6 @@ def _even_batch(dd: dict[str, Decision], layout: Layout) -> None:
                                     f"evenly over {layout.devices} processes")
 
 
-def _half_batch(fp: Fingerprint, m: Measurements, speed: Any, dd: dict[str, Decision],
-                layout: Layout) -> Any | None:
-    """Scenes on CPU: the chosen model's speed at half the batch when the probe timed both
-    on it and half keeps >= HALF_BATCH_KEEP of the images per second, i.e. nearly twice the
-    optimiser steps for the same data (docs/decisions.md); else None, and the batch's reason
-    says why not."""
-    times, batch = m.batch_tested.get("step_s", {}), dd["batch_size"].value
-    half = batch // 2
-    if not scenes(fp) or layout.devices != 1 or m.batch_tested.get("key") != speed.key \
-            or half < MIN_BATCH or not {str(batch), str(half)} <= set(times):
-        return None
-    keep = (half / times[str(half)]) / (batch / times[str(batch)])
-    measured = f"{keep:.2f}x the images per second of {batch} (measured on this model)"
-    if keep < HALF_BATCH_KEEP:
-        dd["batch_size"] = Decision(batch, f"{dd['batch_size'].reason}; {half} would train "
-                                    f"at only {measured}, too little for twice the steps")
-        return None
-    dd["batch_size"] = Decision(half, f"{half} whole frames per step: {measured}, so about "
-                                f"{2 * keep:.1f}x the optimiser steps, which learnt as much or "
-                                "more on street scenes in a CPU budget")
-    step_s = speed.step_s * times[str(half)] / times[str(batch)]
-    return replace(speed, batch=half, step_s=round(step_s, 4),
-                   train_images_per_s=round(half / step_s, 3))
-
-
 def _optimisation_decisions(speed: Any, sched: dict[str, Any], budget: float,
                             m: Measurements, layout: Layout | None = None
                             ) -> dict[str, Decision]:
@@ -324,11 +296,6 @@ def decide(fp: Fingerprint, m: Measurements, budget_s: float | str, data: str | 
             "for batch norm)"))
         _even_batch(dd, layout)
         speed, sched, model_reason = _choose_model(fp, m, budget, augment, dd, weight_maps)
-    halved = _half_batch(fp, m, speed, dd, layout)
-    if halved is not None:  # schedule with the half batch's own measured speed
-        at_half = replace(m, speeds=[halved if s.key == halved.key else s for s in m.speeds])
-        speed, sched, model_reason = _choose_model(fp, at_half, budget, augment, dd,
-                                                   weight_maps)
 
     d: dict[str, Decision] = {}
     d["model"] = Decision(speed.model, model_reason)
@@ -434,8 +401,7 @@ def make_plan(data: str | Path, budget_s: float | str, format: str = "auto",
         layout_on = next((i for i, c in enumerate(cands) if c.options == SCENE_ENCODER), 0) \
             if scenes(fp) else 0
         m = probe_hardware(prepared, machine, cands, size, batch, eval_size, fp.channels,
-                           fp.num_classes, allowance, worth, quiet, processes, layout_on,
-                           batch_test=scenes(fp) and machine.device == "cpu")
+                           fp.num_classes, allowance, worth, quiet, processes, layout_on)
         m.prepare_s = prepare_s
         if why_not:
             m.processes_tested = {"skipped": why_not}

@@ -29,7 +29,6 @@ from unetkit.progress import say
 TIMED_STEPS = 2  # timed training steps per candidate (after one warm-up step)
 LOADER_SAMPLES = 8  # samples drawn through the data pipeline per augmentation level
 THREAD_GAIN = 0.10  # more threads must be this much faster than one to be used
-BATCH_ROUNDS = 2  # interleaved full- and half-batch steps timed for the batch test
 
 
 @dataclass
@@ -86,9 +85,6 @@ class Measurements:
     # N processes x 1 thread, DDP (plan/probe_processes.py): processes, batch_per_process,
     # step_s, startup_s; or why it was not measured ("skipped"/"error")
     processes_tested: dict[str, Any] = field(default_factory=dict)
-    # the planned batch against half of it, interleaved on one candidate (scenes on CPU):
-    # {"key": candidate, "step_s": {"8": s, "4": s}}
-    batch_tested: dict[str, Any] = field(default_factory=dict)
     prepare_s: float = 0.0  # decoding/caching the data and the fingerprint
     probe_s: float = 0.0  # this probe
 
@@ -275,25 +271,12 @@ def _thread_test(trainer: CandidateTrainer, batches: list, threads: int, m: Meas
     return one
 
 
-def _batch_test(trainer: CandidateTrainer, batches: list, batch: int) -> dict[str, float]:
-    """Step seconds at `batch` and at half of it, interleaved so both see the same machine:
-    whether halving the batch keeps the images per second (plan/planner.py)."""
-    half = batch // 2
-    halves = [tuple(t[:half] for t in b) for b in batches]
-    trainer.step(halves[0])  # warm-up: new shapes
-    full, part = [], []
-    for r in range(BATCH_ROUNDS):
-        full.append(trainer.step(batches[1 + r % (len(batches) - 1)]))
-        part.append(trainer.step(halves[1 + r % (len(halves) - 1)]))
-    return {str(batch): round(float(np.mean(full)), 4), str(half): round(float(np.mean(part)), 4)}
-
-
 def probe_hardware(data: PreparedData, machine: Machine, candidates: list[Candidate],
                    size: list[int], batch: int, eval_size: list[int], channels: int,
                    num_classes: int, allowance_s: float,
                    worth_probing: Callable[[Candidate, Measurements, float], bool] | None = None,
-                   quiet: bool = False, processes: int = 0, layout_on: int = 0,
-                   batch_test: bool = False) -> Measurements:
+                   quiet: bool = False, processes: int = 0, layout_on: int = 0
+                   ) -> Measurements:
     """Time `candidates` in order (cheapest first), within about `allowance_s` seconds.
 
     The first candidate and candidate `layout_on` (the one the plan expects to choose) are
@@ -302,8 +285,7 @@ def probe_hardware(data: PreparedData, machine: Machine, candidates: list[Candid
     candidate `layout_on` the thread counts are compared and, with `processes` > 1 (CPU), it
     is also timed as `processes` DDP processes x one thread each
     (plan/probe_processes.py), outside the allowance: what wins for a small U-Net need not
-    win for a ResNet encoder. With `batch_test`, candidate `layout_on` is also timed at half
-    the batch (`Measurements.batch_tested`).
+    win for a ResNet encoder.
     """
     from unetkit.device import pick_device
 
@@ -336,9 +318,6 @@ def probe_hardware(data: PreparedData, machine: Machine, candidates: list[Candid
                 # extra cost of the U-Net paper's border weight maps (loss weighted-ce)
                 m.loader_s_per_image["weight_maps"] = round(max(0.0, _loader_cost(
                     data, size, channels, "default", True) - m.loader_s_per_image["default"]), 4)
-            if n == layout_on and batch_test and batch >= 2:
-                m.batch_tested = {"key": cand.key,
-                                  "step_s": _batch_test(trainer, batches, batch)}
             if n == layout_on and processes > 1 and device.type == "cpu":
                 from unetkit.plan.probe_processes import probe_processes
 
