@@ -63,6 +63,7 @@ def test_training_log_lines_for_epochs_and_long_epochs(capsys: pytest.CaptureFix
 
     bar = PlainProgress(long_epoch_s=0.0)  # every epoch counts as long here
     trainer = SimpleNamespace(is_global_zero=True, current_epoch=0, max_epochs=3,
+                              sanity_checking=False,
                               num_training_batches=40, callbacks=[],
                               callback_metrics={"train/loss_step": 0.5,
                                                 "train/loss_epoch": 0.25, "val/dice": 0.75})
@@ -71,6 +72,7 @@ def test_training_log_lines_for_epochs_and_long_epochs(capsys: pytest.CaptureFix
     bar.on_train_epoch_start(trainer, None)
     for i in range(40):
         bar.on_train_batch_end(trainer, None, None, None, i)
+    bar.on_validation_end(trainer, None)
     bar.on_train_epoch_end(trainer, None)
     lines = capsys.readouterr().err.splitlines()
     inside = [ln for ln in lines if "steps (" in ln]
@@ -79,6 +81,12 @@ def test_training_log_lines_for_epochs_and_long_epochs(capsys: pytest.CaptureFix
     assert all("loss 0.5000" in ln and "epoch ETA" in ln for ln in inside)
     assert lines[-1].startswith("epoch 1/3, 40 steps in ") and "loss 0.2500" in lines[-1]
     assert "val Dice 0.7500" in lines[-1] and "ETA" in lines[-1]
+    # an epoch that validation pacing skipped shows no stale validation score
+    trainer.current_epoch = 1
+    bar.on_train_epoch_start(trainer, None)
+    bar.on_train_epoch_end(trainer, None)
+    line = capsys.readouterr().err.splitlines()[-1]
+    assert line.startswith("epoch 2/3") and "loss 0.2500" in line and "val" not in line
     trainer.is_global_zero = False  # other DDP ranks stay silent
     bar.on_train_epoch_end(trainer, None)
     assert capsys.readouterr().err == ""

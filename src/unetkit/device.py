@@ -11,6 +11,7 @@ import contextlib
 import functools
 import os
 import platform
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -63,9 +64,24 @@ def cpu_flags() -> list[str]:
 
 
 def cpu_model() -> str:
-    """The CPU's marketing name, for recording where a measurement was taken."""
+    """The CPU's marketing name and, on Linux, its family and model numbers, for recording
+    where a measurement was taken (virtual machines often report one name, "AMD EPYC", for
+    generations whose float32 speed differs 2x)."""
     name = cpu_capabilities().get("cpu_name")
-    return str(name) if name else (platform.processor() or platform.machine())
+    text = str(name) if name else (platform.processor() or platform.machine())
+    ids = _cpuinfo_ids()
+    return f"{text} (family {ids[0]}, model {ids[1]})" if ids else text
+
+
+def _cpuinfo_ids(path: Path = Path("/proc/cpuinfo")) -> tuple[str, str] | None:
+    try:
+        lines = path.read_text().splitlines()
+    except OSError:
+        return None
+    fields = dict(ln.split(":", 1) for ln in lines[:30] if ":" in ln)
+    fields = {k.strip(): v.strip() for k, v in fields.items()}
+    family, model = fields.get("cpu family"), fields.get("model")
+    return (family, model) if family and model else None
 
 
 def check_precision(precision: str, flag: str = "--precision") -> str:

@@ -76,7 +76,8 @@ SeedOpt = Annotated[int, typer.Option(help="Random seed; runs repeat on CPU.")]
 DeterministicOpt = Annotated[bool, typer.Option(
     help="Bit-repeatable runs on CUDA too (slower: disables cuDNN autotuning and non-deterministic"
          " kernels).")]
-PatienceOpt = Annotated[int | None, typer.Option(help="Early-stopping patience in epochs.")]
+PatienceOpt = Annotated[int | None, typer.Option(
+    help="Early-stopping patience in validation rounds (paced to about 5% of training time).")]
 MonitorOpt = Annotated[str, typer.Option(help="Metric that picks the best checkpoint.")]
 SkipBadOpt = Annotated[bool, typer.Option(
     help="Leave unreadable or mismatched pairs out instead of stopping.")]

@@ -68,6 +68,17 @@ def test_cpu_features_come_from_torch_and_match_the_kernel_flags() -> None:
     assert dev.cpu_model()
 
 
+def test_cpu_model_names_family_and_model(tmp_path: Path) -> None:
+    """One marketing name covers several generations: the numbers tell them apart."""
+    info = tmp_path / "cpuinfo"
+    info.write_text("processor\t: 0\nvendor_id\t: AuthenticAMD\ncpu family\t: 26\n"
+                    "model\t\t: 2\nmodel name\t: AMD EPYC\n")
+    assert dev._cpuinfo_ids(info) == ("26", "2")
+    info.write_text("processor\t: 0\nmodel name\t: Some CPU\n")
+    assert dev._cpuinfo_ids(info) is None
+    assert dev._cpuinfo_ids(tmp_path / "missing") is None
+
+
 def test_bf16_masks_agree_with_float32_within_tolerance() -> None:
     """Runs bf16 on any CPU (emulated where it is not native): the path is tested everywhere."""
     model = tiny_model()

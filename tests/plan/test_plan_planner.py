@@ -326,3 +326,15 @@ def test_plan_file_edits_under_fit_config_are_what_trains(disc_folder, tmp_path)
     path.write_text(yaml.safe_dump(values, sort_keys=False))
     with pytest.raises(UsageError, match=r"fit_config has batchsize, which plans do not set"):
         load_plan(path, warn=False)
+
+
+def test_precision_reason_says_why_float32(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A CPU with bf16 that trains in float32 because the user switched it off is not
+    described as a CPU without bf16."""
+    from unetkit.plan.planner import _precision_why
+
+    monkeypatch.setenv("UNETKIT_CPU_BF16", "0")
+    assert _precision_why("32") == "full precision: bf16 switched off (UNETKIT_CPU_BF16=0)"
+    monkeypatch.delenv("UNETKIT_CPU_BF16")
+    assert _precision_why("32") == "full precision: no native bf16 on this CPU"
+    assert _precision_why("bf16-mixed") == "native bf16 on this hardware"

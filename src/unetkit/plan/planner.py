@@ -44,11 +44,13 @@ An epoch is what `fit` runs: about one image-area of patches per training image
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 from typing import Any
 
 from unetkit.config import parse_duration
+from unetkit.device import BF16_ENV
 from unetkit.errors import UsageError
 from unetkit.plan.budget import (
     MIN_STEPS,
@@ -89,11 +91,22 @@ def _scene_encoder() -> dict[str, Any]:
     return {**SCENE_ENCODER, "decoder_channels": list(SCENE_ENCODER["decoder_channels"])}
 
 
+def _precision_why(precision: str) -> str:
+    if "bf16" in precision:
+        return "native bf16 on this hardware"
+    if precision != "32":
+        return "mixed precision on GPU"
+    if os.environ.get(BF16_ENV, "").strip() == "0":
+        return f"full precision: bf16 switched off ({BF16_ENV}=0)"
+    return "full precision: no native bf16 on this CPU"
+
+
 def _decoder_why(options: dict[str, Any]) -> str:
     if "decoder_channels" not in options:
         return ""
-    return (f"; decoder channels {options['decoder_channels']} instead of smp's 256..16: "
-            "about 1.3x the passes per minute on a CPU, which rare scene classes need")
+    channels = options["decoder_channels"]
+    return (f"; decoder channels {channels[0]}..{channels[-1]} instead of smp's 256..16: more "
+            "passes per minute on a CPU, which rare scene classes need (docs/decisions.md)")
 
 
 def candidates(fp: Fingerprint, machine: Machine, depth: int,
@@ -224,10 +237,7 @@ def _optimisation_decisions(speed: Any, sched: dict[str, Any], budget: float,
                              f"({fmt_s(sched['planning_s'])}), start-up "
                              f"({fmt_s(sched['startup_s'])}), final evaluation "
                              f"({fmt_s(sched['report_s'])}) and a 5 % margin")
-    d["precision"] = Decision(m.machine.precision, "native bf16 on this hardware"
-                              if "bf16" in m.machine.precision else "full precision: no native "
-                              "bf16 on this CPU" if m.machine.precision == "32" else
-                              "mixed precision on GPU")
+    d["precision"] = Decision(m.machine.precision, _precision_why(m.machine.precision))
     d["threads"] = Decision(m.threads, "fastest thread count measured ("
                             + ", ".join(f"{k}: {v:.2f} s/step" for k, v in
                                         m.threads_tested.items()) + ")" if m.threads_tested

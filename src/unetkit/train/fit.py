@@ -37,6 +37,7 @@ from unetkit.train.loaders import make_loader, training_dataset
 from unetkit.train.losses import build_loss, check_loss_options
 from unetkit.train.module import SegmentationModule
 from unetkit.train.progress_log import PlainProgress
+from unetkit.train.val_pacing import ValidationPacing
 
 DEFAULT_EPOCHS = 50  # without --epochs or --max-time
 
@@ -317,7 +318,7 @@ def _trainer(config: FitConfig, resolved: FitConfig, out: Path, meta: dict[str, 
                                             save_last=True, enable_version_counter=False),
         ArtifactOnBest(out / "model", meta),
         MetricsCsv(out / "metrics.csv"), ImageGridLogger(), StepSeeding(config.seed),
-        training_clock(max_time), *(extra or []),
+        training_clock(max_time), ValidationPacing(), *(extra or []),
     ]
     if not quiet:  # a bar on a terminal; plain lines in logs (SLURM, CI, nohup, pipes)
         callbacks.append(PlainProgress() if plain_output()

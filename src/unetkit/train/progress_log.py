@@ -27,6 +27,7 @@ class PlainProgress(ProgressBar):
         self._fit_start = self._epoch_start = time.monotonic()
         self._mark = 1
         self._epochs = 0
+        self._validated = False
 
     def disable(self) -> None:
         self._on = False
@@ -45,6 +46,11 @@ class PlainProgress(ProgressBar):
     def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._epoch_start = time.monotonic()
         self._mark = 1
+        self._validated = False
+
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        # validation is paced (train/val_pacing.py): only a validated epoch has fresh scores
+        self._validated = self._validated or not trainer.sanity_checking
 
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule,
                            outputs: Any, batch: Any, batch_idx: int) -> None:
@@ -78,7 +84,8 @@ class PlainProgress(ProgressBar):
             parts.append(f"{steps} steps in {duration(took)} ({steps / took:.3g} steps/s)")
         for key, label in (("train/loss_epoch", "loss"), ("val/loss", "val loss"),
                            ("val/dice", "val Dice"), ("val/mean_dice", "val mean Dice")):
-            if key in m and not (key == "val/mean_dice" and "val/dice" in m):
+            fresh = self._validated or not key.startswith("val/")
+            if fresh and key in m and not (key == "val/mean_dice" and "val/dice" in m):
                 parts.append(f"{label} {float(m[key]):.4f}")
         eta = self._eta(trainer, now, epoch)
         parts.append(f"elapsed {duration(now - self._fit_start)}"
