@@ -318,6 +318,7 @@ def _trainer(config: FitConfig, resolved: FitConfig, out: Path, meta: dict[str, 
                                             save_last=True, enable_version_counter=False),
         ArtifactOnBest(out / "model", meta),
         MetricsCsv(out / "metrics.csv"), ImageGridLogger(), StepSeeding(config.seed),
+        # pacing after the clock: it sees the clock's stop in the same batch and validates
         training_clock(max_time), ValidationPacing(), *(extra or []),
     ]
     if not quiet:  # a bar on a terminal; plain lines in logs (SLURM, CI, nohup, pipes)
