@@ -78,8 +78,8 @@ def _cpuinfo_ids(path: Path = Path("/proc/cpuinfo")) -> tuple[str, str] | None:
         lines = path.read_text().splitlines()
     except OSError:
         return None
-    fields = dict(ln.split(":", 1) for ln in lines[:30] if ":" in ln)
-    fields = {k.strip(): v.strip() for k, v in fields.items()}
+    pairs = (ln.split(":", 1) for ln in lines[:30] if ":" in ln)  # the first processor
+    fields = {k.strip(): v.strip() for k, v in pairs}
     family, model = fields.get("cpu family"), fields.get("model")
     return (family, model) if family and model else None
 

@@ -34,7 +34,6 @@ class ValidationPacing(L.Callback):
         self.val_s: float | None = None  # seconds the last validation round cost
         self.trained_s = 0.0  # training seconds since that round
         self.epoch_s = 0.0  # training seconds of the last epoch (what this one will add)
-        self.validations = 0
         self._epoch_start = self._val_start = 0.0
         self._validated = self._pending = False
 
@@ -73,7 +72,6 @@ class ValidationPacing(L.Callback):
     def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if not trainer.sanity_checking:
             self.trained_s, self._pending = 0.0, True
-            self.validations += 1
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         # Lightning validates from the epoch's last batch, before this hook
