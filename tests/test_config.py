@@ -20,6 +20,7 @@ from unetkit.errors import UsageError
     ({"augment": "heavy"}, "--augment 'heavy' is unknown; choose one of none, default, strong, "
      "natural."),
     ({"rare_crops": 1.5}, "--rare-crops 1.5 must be a share from 0 to 1."),
+    ({"ema": 1.0}, "--ema 1.0 must be a decay from 0 (off) to below 1, e.g. 0.99."),
     ({"precision": "fp16"}, "--precision 'fp16' is unknown"),
     ({"lr": -1.0}, "--lr -1.0 must be a positive number or auto."),
     ({"max_time": "ten minutes"}, "--max-time 'ten minutes' is not a duration"),

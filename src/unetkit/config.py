@@ -52,6 +52,7 @@ class FitConfig:
     unfreeze_at: int | None = None  # epoch at which a frozen pretrained encoder starts training
     loss_options: dict[str, Any] = field(default_factory=dict)  # e.g. {"class_weights": [1, 3]}
     grad_clip: float | None = None
+    ema: float = 0.99  # decay of the weight average validated and saved (train/ema.py); 0: off
     accumulate: int = 1
     deterministic: bool = False
     skip_bad: bool = False
@@ -102,6 +103,10 @@ class FitConfig:
         if isinstance(self.rare_crops, bool) or not isinstance(self.rare_crops, (int, float)) \
                 or not 0 <= self.rare_crops <= 1:
             raise UsageError(f"--rare-crops {self.rare_crops!r} must be a share from 0 to 1.")
+        if isinstance(self.ema, bool) or not isinstance(self.ema, (int, float)) \
+                or not 0 <= self.ema < 1:
+            raise UsageError(f"--ema {self.ema!r} must be a decay from 0 (off) to below 1, "
+                             "e.g. 0.99.")
         if self.augment not in AUGMENTS:
             raise UsageError(f"--augment {self.augment!r} is unknown; choose one of "
                              f"{', '.join(AUGMENTS)}.")

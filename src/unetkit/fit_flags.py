@@ -57,6 +57,9 @@ OptimizerOpt = Annotated[str, typer.Option(help="adam, adamw, sgd (momentum 0.99
 LrOpt = Annotated[str, typer.Option(help="Peak learning rate, or auto (range test first).")]
 SchedulerOpt = Annotated[str, typer.Option(help="onecycle, cosine (warm-up), poly, none.")]
 GradClipOpt = Annotated[float | None, typer.Option(help="Clip gradient norm to this.")]
+EmaOpt = Annotated[float, typer.Option(
+    help="Decay of the moving average of the weights that validation scores and the model "
+         "keeps (about the last 1/(1-decay) steps); 0 keeps the last step's weights.")]
 AccumulateOpt = Annotated[int, typer.Option(help="Accumulate gradients over N batches.")]
 ValSplitOpt = Annotated[float, typer.Option(help="Fraction held out for validation.")]
 TestSplitOpt = Annotated[float, typer.Option(help="Fraction held out for testing.")]
@@ -117,6 +120,7 @@ def fit_options(
     lr: LrOpt = "1e-3",
     scheduler: SchedulerOpt = "onecycle",
     grad_clip: GradClipOpt = None,
+    ema: EmaOpt = 0.99,
     accumulate: AccumulateOpt = 1,
     val_split: ValSplitOpt = 0.2,
     test_split: TestSplitOpt = 0.0,
@@ -155,7 +159,7 @@ def fit_options(
         "test_split": test_split, "folds": folds, "augment": augment, "rare_crops": rare_crops,
         "precision": precision, "devices": devices, "num_nodes": num_nodes, "seed": seed,
         "patience": patience, "monitor": monitor, "skip_bad": skip_bad, "calibrate": calibrate,
-        "out": str(out), "grad_clip": grad_clip, "accumulate": accumulate,
+        "out": str(out), "grad_clip": grad_clip, "ema": ema, "accumulate": accumulate,
         "deterministic": deterministic, "unfreeze_at": unfreeze_at,
         "init_from": None if init_from is None else str(init_from)}
     for key, value in given.items():

@@ -133,6 +133,31 @@ def test_score_model_by_hand() -> None:
     assert iou == pytest.approx((1 + 1 / 2 + 1 / 2) / 3)
 
 
+def test_race_scores_the_weight_average_and_gives_the_trained_weights_back() -> None:
+    from types import SimpleNamespace
+
+    from unetkit.bench.race_unetkit import RaceScorer
+    from unetkit.train.callbacks import TrainingClock
+    from unetkit.train.ema import WeightAverage
+
+    model = torch.nn.Conv2d(1, 1, 1)
+    average = WeightAverage(0.99)
+    average.on_fit_start(SimpleNamespace(global_step=0), SimpleNamespace(model=model))
+    with torch.no_grad():
+        model.weight.add_(1.0)  # trained away from the average
+    trained = model.weight.detach().clone()
+    seen: list[torch.Tensor] = []
+
+    class Spy:
+        def score(self, t: float, module: object, clock: object, steps: int) -> None:
+            seen.append(module.model.weight.detach().clone())
+
+    trainer = SimpleNamespace(callbacks=[TrainingClock(None), average], global_step=3)
+    RaceScorer(Spy())._score(trainer, SimpleNamespace(model=model), 1.0)  # type: ignore[arg-type]
+    assert torch.equal(seen[0], average.average[0]) and not torch.equal(seen[0], trained)
+    assert torch.equal(model.weight, trained)
+
+
 def test_training_clock_leaves_out_paused_time(monkeypatch: pytest.MonkeyPatch) -> None:
     from unetkit.bench.race_score import started_clock
 

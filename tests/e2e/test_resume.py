@@ -27,9 +27,13 @@ def _env() -> dict[str, str]:
     return {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 
 
-def _weights(run: Path) -> dict[str, torch.Tensor]:
+def _weights(run: Path) -> tuple[dict[str, torch.Tensor], int]:
+    """The trained weights and the weight average (train/ema.py) of last.ckpt, its epoch."""
     ckpt = torch.load(run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
-    return ckpt["state_dict"], ckpt["epoch"]
+    average = ckpt["callbacks"]["WeightAverage"]["average"]
+    assert average, "the checkpoint lacks the weight average"
+    return {**ckpt["state_dict"], **{f"average/{k}": v for k, v in average.items()}}, \
+        ckpt["epoch"]
 
 
 @pytest.mark.slow

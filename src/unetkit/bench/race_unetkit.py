@@ -23,11 +23,12 @@ from unetkit.config import FitConfig
 from unetkit.fit_flags import fit_options
 from unetkit.progress import say
 from unetkit.train.callbacks import TrainingClock
+from unetkit.train.ema import weight_average
 from unetkit.train.fit import fit
 
 SETTINGS = ("model", "model_options", "scale", "size", "batch_size", "precision", "loss",
             "loss_options", "optimizer", "lr", "scheduler", "augment", "rare_crops",
-            "max_time", "num_workers")
+            "max_time", "num_workers", "ema")
 
 
 class RaceScorer(L.Callback):
@@ -42,21 +43,26 @@ class RaceScorer(L.Callback):
     def _clock(trainer: L.Trainer) -> TrainingClock:
         return next(c for c in trainer.callbacks if isinstance(c, TrainingClock))
 
+    def _score(self, trainer: L.Trainer, pl_module: L.LightningModule, t: float) -> None:
+        """Score the weights fit would keep now: the weight average where the run has one."""
+        average = weight_average(trainer)
+        with average.applied(pl_module.model) if average else contextlib.nullcontext():
+            self.scorer.score(t, pl_module, self._clock(trainer), trainer.global_step)
+
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         norm = pl_module.model.unetkit_meta["normalization"]  # what fit normalises with
         self.scorer.mean, self.scorer.std = list(norm["mean"]), list(norm["std"])
-        self.scorer.score(0.0, pl_module, self._clock(trainer), 0)
+        self._score(trainer, pl_module, 0.0)
 
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule,
                            outputs: Any, batch: Any, batch_idx: int) -> None:
         t = self._clock(trainer).time_elapsed()
         if not trainer.should_stop and self.scorer.due(t):
-            self.scorer.score(t, pl_module, self._clock(trainer), trainer.global_step)
+            self._score(trainer, pl_module, t)
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        clock = self._clock(trainer)
-        self.steps, self.train_s = trainer.global_step, clock.time_elapsed()
-        self.scorer.score(self.train_s, pl_module, clock, self.steps)
+        self.steps, self.train_s = trainer.global_step, self._clock(trainer).time_elapsed()
+        self._score(trainer, pl_module, self.train_s)
 
 
 def cli_config(data: Path, budget: str, width: int | None = None) -> FitConfig:

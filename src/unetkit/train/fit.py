@@ -32,6 +32,7 @@ from unetkit.train.callbacks import (
     training_clock,
 )
 from unetkit.train.edge_loss import annotated_share, edge_weight_for
+from unetkit.train.ema import WeightAverage
 from unetkit.train.init_from import init_source, load_source_weights, with_source_settings
 from unetkit.train.loaders import make_loader, training_dataset
 from unetkit.train.losses import build_loss, check_loss_options
@@ -317,6 +318,8 @@ def _trainer(config: FitConfig, resolved: FitConfig, out: Path, meta: dict[str, 
                                             monitor=config.monitor, mode=_mode(config.monitor),
                                             save_last=True, enable_version_counter=False),
         ArtifactOnBest(out / "model", meta),
+        # after the artifact: it and validation see the average, checkpoints the trained weights
+        *([WeightAverage(config.ema)] if config.ema else []),
         MetricsCsv(out / "metrics.csv"), ImageGridLogger(), StepSeeding(config.seed),
         # pacing after the clock: it sees the clock's stop in the same batch and validates
         training_clock(max_time), ValidationPacing(), *(extra or []),
