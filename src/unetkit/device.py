@@ -43,14 +43,22 @@ def cpu_capabilities() -> dict[str, Any]:
         return {}
 
 
-def cpu_has_bf16() -> bool:
-    """True when the CPU runs bf16 natively (AVX-512 BF16 or AMX), or UNETKIT_CPU_BF16=1."""
+def bf16_forced() -> bool | None:
+    """UNETKIT_CPU_BF16 read once for everyone: True (=1), False (=0), None (unset)."""
     forced = os.environ.get(BF16_ENV, "").strip()
     if forced in ("0", "1"):
         return forced == "1"
     if forced:
         raise UsageError(f"{BF16_ENV}={forced!r} is not understood; set it to 0 or 1, or unset "
                          f"it.")
+    return None
+
+
+def cpu_has_bf16() -> bool:
+    """True when the CPU runs bf16 natively (AVX-512 BF16 or AMX), or UNETKIT_CPU_BF16=1."""
+    forced = bf16_forced()
+    if forced is not None:
+        return forced
     caps = cpu_capabilities()
     if caps:
         return bool(caps.get("avx512_bf16") or caps.get("amx_bf16"))

@@ -30,6 +30,7 @@ def test_auto_follows_the_cpu_bf16_override(monkeypatch: pytest.MonkeyPatch,
     monkeypatch.setenv(dev.BF16_ENV, forced)
     want = "bf16-mixed" if forced == "1" else "32"
     assert dev.cpu_has_bf16() is (forced == "1")
+    assert dev.bf16_forced() is (forced == "1")  # the one reader the planner asks too
     assert dev.resolve_precision("auto", CPU, "train") == want
     assert dev.resolve_precision("auto", CPU, "predict") == want
     # metrics and export checks never depend on the CPU
@@ -47,6 +48,8 @@ def test_bad_precision_values_name_the_flag_or_variable(monkeypatch: pytest.Monk
         dev.resolve_precision("fp8", CPU)
     with pytest.raises(UsageError, match="16-mixed needs a CUDA GPU"):
         dev.resolve_precision("16-mixed", CPU)
+    monkeypatch.delenv(dev.BF16_ENV, raising=False)
+    assert dev.bf16_forced() is None  # unset: the CPU's flags decide
     monkeypatch.setenv(dev.BF16_ENV, "yes")
     with pytest.raises(UsageError, match="UNETKIT_CPU_BF16='yes'"):
         dev.cpu_has_bf16()

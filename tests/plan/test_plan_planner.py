@@ -338,3 +338,43 @@ def test_precision_reason_says_why_float32(monkeypatch: pytest.MonkeyPatch) -> N
     monkeypatch.delenv("UNETKIT_CPU_BF16")
     assert _precision_why("32") == "full precision: no native bf16 on this CPU"
     assert _precision_why("bf16-mixed") == "native bf16 on this hardware"
+
+
+def test_width_cost_is_the_measured_doubling_once_two_widths_are_probed() -> None:
+    from unetkit.plan.planner import WIDTH_COST, width_cost
+
+    speeds = fake_measurements(step_times=(0.2, 0.34, 0.9)).speeds
+    assert width_cost(speeds[:1]) == WIDTH_COST  # one width: the prior
+    assert width_cost(speeds[:2]) == pytest.approx(0.34 / 0.2)
+    assert width_cost(speeds) == pytest.approx(0.9 / 0.34)
+    faster = fake_measurements(step_times=(0.3, 0.25, 0.9)).speeds[:2]
+    assert width_cost(faster) == 1.0  # noise never makes a wider model look cheaper
+    encoder = replace(speeds[1], model="timm-unet")
+    assert width_cost([speeds[0], encoder]) == WIDTH_COST  # only U-Net widths count
+
+
+def test_a_wider_unet_is_probed_when_a_measured_doubling_cost_reaches_the_target(
+        tmp_path) -> None:  # noqa: ANN001
+    """8 filters measured at a speed that leaves 16 filters just above the target steps at
+    the prior's 1.7x, and well under it at 2.8x: probed under the first, not the second."""
+    from unetkit.plan.data_decisions import data_decisions
+    from unetkit.plan.planner import TARGET_STEPS, schedule, worth_probing
+    from unetkit.plan.probe import Candidate
+
+    data = write_pairs(tmp_path / "d", disc_masks(12, 48))
+    fp = compute_fingerprint(prepare(data, "auto", 1.0))
+    dd = data_decisions(fp, "cpu")
+    budget = 300.0
+    m = fake_measurements(step_s=0.1)
+    m.speeds = m.speeds[:1]
+    base = schedule(m.speeds[0], m, budget, "default", dd)["steps"]
+    # the 8-filter step that gives 16 filters 1.3x the target at 1.7x the step time
+    step = 0.1 * base / (1.3 * TARGET_STEPS * 1.7)
+    m.speeds = [replace(m.speeds[0], step_s=step, eval_s_per_image=0.001)]
+    wider = Candidate("unet-f16-d3", "unet", {"filters": 16, "depth": 3, "norm": "batch"}, "")
+    assert worth_probing(wider, m, 60.0, budget, "default", dd, 1.0)
+    two = fake_measurements(step_times=(step, step * 2.8, step * 2.8 ** 2))
+    two.speeds = two.speeds[:2]  # 8 and 16 measured 2.8x apart: 32 filters are not probed
+    wide = Candidate("unet-f32-d3", "unet", {"filters": 32, "depth": 3, "norm": "batch"}, "")
+    assert not worth_probing(wide, two, 60.0, budget, "default", dd, 1.0)
+    assert not worth_probing(wider, m, 4 * step * 1.7 * 0.9, budget, "default", dd, 1.0)

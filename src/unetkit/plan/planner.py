@@ -44,13 +44,13 @@ An epoch is what `fit` runs: about one image-area of patches per training image
 
 from __future__ import annotations
 
-import os
+import dataclasses
 import time
 from pathlib import Path
 from typing import Any
 
 from unetkit.config import parse_duration
-from unetkit.device import BF16_ENV
+from unetkit.device import BF16_ENV, bf16_forced
 from unetkit.errors import UsageError
 from unetkit.plan.budget import (
     MIN_STEPS,
@@ -77,7 +77,9 @@ MIN_BATCH = 4  # smallest batch the planner trades for more steps (batch-norm st
 SMALL_DATA = 100  # training images at or below which augmentation is strong
 # the measurements behind the next rule are in docs/decisions.md
 STRONG_MIN_EPOCHS = 60  # strong augmentation only pays over many passes over the data
-WIDTH_COST = 2.8  # step time ratio per doubling of width (for deciding what to probe)
+# step-time ratio to expect from doubling a U-Net's width before two widths are measured:
+# the low end of what was measured (docs/decisions.md), since it only decides what to probe
+WIDTH_COST = 1.7
 # from scratch, with a decoder half as wide as smp's (docs/decisions.md: more passes per minute)
 SCENE_ENCODER = {"encoder": "resnet18", "encoder_weights": "none",
                  "decoder_channels": [128, 64, 32, 16, 16]}
@@ -96,7 +98,7 @@ def _precision_why(precision: str) -> str:
         return "native bf16 on this hardware"
     if precision != "32":
         return "mixed precision on GPU"
-    if os.environ.get(BF16_ENV, "").strip() == "0":
+    if bf16_forced() is False:
         return f"full precision: bf16 switched off ({BF16_ENV}=0)"
     return "full precision: no native bf16 on this CPU"
 
@@ -134,6 +136,31 @@ def candidates(fp: Fingerprint, machine: Machine, depth: int,
                                  {"encoder": "resnet34", "encoder_weights": "imagenet"},
                                  "ImageNet ResNet-34 encoder"))
     return out
+
+
+def width_cost(speeds: list[Any]) -> float:
+    """The step-time ratio the next doubling of a U-Net's width should cost: the last
+    doubling's once two widths are measured, else WIDTH_COST."""
+    unets = [s for s in speeds if s.model == "unet"]
+    if len(unets) >= 2 and unets[-2].step_s > 0:
+        return max(1.0, unets[-1].step_s / unets[-2].step_s)
+    return WIDTH_COST
+
+
+def worth_probing(cand: Candidate, so_far: Measurements, left: float, budget: float,
+                  augment: str, dd: dict[str, Decision], probed_s: float) -> bool:
+    """Probe a wider model only if it could be chosen (its guessed speed, from the last
+    model measured, gets the steps it needs in the budget) and its probe fits `left`."""
+    last = so_far.speeds[-1]
+    factor = width_cost(so_far.speeds) if cand.model == "unet" else 1.0
+    guess = dataclasses.replace(last, step_s=last.step_s * factor,
+                                eval_s_per_image=last.eval_s_per_image * factor)
+    if 4 * guess.step_s > left:
+        return False
+    so_far.probe_s = probed_s + 4 * guess.step_s
+    sched = schedule(guess, so_far, budget, augment, dd)
+    return sched["steps"] >= (TARGET_STEPS if cand.options.get("encoder_weights")
+                              in (None, "none") else TARGET_STEPS // 2)
 
 
 def first_augment(fp: Fingerprint, n_train: int) -> str:
@@ -391,18 +418,9 @@ def make_plan(data: str | Path, budget_s: float | str, format: str = "auto",
         augment = first_augment(fp, n_train)
 
         def worth(cand: Candidate, so_far: Measurements, left: float) -> bool:
-            """Probe a wider model only if it could be chosen and its probe fits the time."""
-            last = so_far.speeds[-1]
-            factor = WIDTH_COST if cand.model == "unet" else 1.0
-            guess = type(last)(**{**last.__dict__, "step_s": last.step_s * factor,
-                                  "eval_s_per_image": last.eval_s_per_image * factor})
-            if 4 * guess.step_s > left:
-                return False
             so_far.prepare_s = prepare_s
-            so_far.probe_s = time.perf_counter() - start - prepare_s + 4 * guess.step_s
-            sched = schedule(guess, so_far, budget, augment, dd)
-            return sched["steps"] >= (TARGET_STEPS if cand.options.get("encoder_weights")
-                                      in (None, "none") else TARGET_STEPS // 2)
+            return worth_probing(cand, so_far, left, budget, augment, dd,
+                                 time.perf_counter() - start - prepare_s)
 
         allowance = min(90.0, max(12.0, 0.08 * budget))
         processes, why_not = processes_to_probe(machine.cores, batch, budget) \

@@ -28,6 +28,7 @@ class PlainProgress(ProgressBar):
         self._mark = 1
         self._epochs = 0
         self._validated = False
+        self._done = 0  # batches this epoch (fewer than the loader's when a time limit stops it)
 
     def disable(self) -> None:
         self._on = False
@@ -47,6 +48,7 @@ class PlainProgress(ProgressBar):
         self._epoch_start = time.monotonic()
         self._mark = 1
         self._validated = False
+        self._done = 0
 
     def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         # validation is paced (train/val_pacing.py): only a validated epoch has fresh scores
@@ -54,6 +56,7 @@ class PlainProgress(ProgressBar):
 
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule,
                            outputs: Any, batch: Any, batch_idx: int) -> None:
+        self._done = batch_idx + 1
         total = self.total_train_batches
         if not isinstance(total, int) or total <= 0:
             return
@@ -75,12 +78,12 @@ class PlainProgress(ProgressBar):
         now = time.monotonic()
         self._epochs += 1
         epoch = trainer.current_epoch + 1
-        steps = self.total_train_batches
+        steps = self._done
         took = now - self._epoch_start
         m = trainer.callback_metrics
         parts = [f"epoch {epoch}" + (f"/{trainer.max_epochs}" if trainer.max_epochs
                                       and trainer.max_epochs > 0 else "")]
-        if isinstance(steps, int) and took > 0:
+        if steps and took > 0:
             parts.append(f"{steps} steps in {duration(took)} ({steps / took:.3g} steps/s)")
         for key, label in (("train/loss_epoch", "loss"), ("val/loss", "val loss"),
                            ("val/dice", "val Dice"), ("val/mean_dice", "val mean Dice")):
