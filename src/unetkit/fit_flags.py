@@ -171,12 +171,18 @@ def fit_options(
     _merge_options(base, option, encoder_options, format_option, loss_option, class_weights)
     if not base.data:
         raise UsageError("--data is required: the folder holding the images and masks.")
+    if init_from is not None and config is None:
+        _model_of_init_source(base, init_from, ctx)
+    return base
+
+
+def _model_of_init_source(base: FitConfig, init_from: Path, ctx: typer.Context | None) -> None:
+    """--init-from without --model trains the source run's model."""
     model_src = getattr(ctx.get_parameter_source("model") if ctx else None, "name", "DEFAULT")
-    if init_from is not None and config is None and model_src == "DEFAULT":
+    if model_src == "DEFAULT":
         from unetkit.train.init_from import init_source
 
-        base.model = init_source(str(init_from))["architecture"]["name"]  # the run's model
-    return base
+        base.model = init_source(str(init_from))["architecture"]["name"]
 
 
 def _merge_options(base: FitConfig, option: list[str] | None, encoder_flags: dict[str, Any],
