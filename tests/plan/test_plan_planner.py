@@ -16,7 +16,7 @@ from unetkit.data.prepare import prepare
 from unetkit.errors import UsageError
 from unetkit.plan import PlanHardwareWarning, decide, load_plan, make_plan
 from unetkit.plan.fingerprint import compute_fingerprint
-from unetkit.plan.planner import TARGET_STEPS, candidates
+from unetkit.plan.planner import STRONG_MIN_EPOCHS, TARGET_STEPS, candidates
 from unetkit.train.defaults import resolve
 from unetkit.train.fit import max_epochs
 
@@ -55,6 +55,31 @@ def test_decisions_have_reasons_and_fit_the_budget(disc_folder):
     big = decide(fp, m, 3600)
     assert big.value("model_options")["filters"] >= plan.value("model_options")["filters"]
     assert big.estimates["steps"] >= TARGET_STEPS
+
+
+def test_strong_augmentation_needs_enough_passes(disc_folder):
+    """A small data set trains with strong augmentation only when the budget makes at least
+    STRONG_MIN_EPOCHS passes; below that (strong lost on membrane at 23-73 passes) default."""
+    fp, m = _fp(disc_folder), fake_measurements(step_s=0.05)
+    seen = {}
+    for budget in (60, 70, 80, 85, 90, 120, 300, 600, 1800):
+        plan = decide(fp, m, budget)
+        augment, reason = plan.value("augment"), plan.decisions["augment"].reason
+        seen.setdefault(augment, []).append(budget)
+        if augment == "strong":
+            assert plan.estimates["epochs"] >= STRONG_MIN_EPOCHS
+            assert "small training set (3 image(s))" in reason  # one of 4 validates
+        else:
+            assert augment == "default" and "too few for it to pay off" in reason
+            # the passes that were too few are the strong schedule's, which is slower
+            assert int(reason.split("~")[1].split()[0]) < STRONG_MIN_EPOCHS
+            assert int(reason.split("~")[2].split()[0]) == plan.estimates["epochs"]
+    assert seen.get("default") and seen.get("strong")  # both sides of the rule are reached
+    assert max(seen["default"]) < min(seen["strong"])  # and a larger budget never loses it
+    # 60-100 strong passes (80 s here; membrane at 5 minutes): strong used to be taken there
+    assert 60 <= int(decide(fp, m, 80).decisions["augment"].reason.split("~")[1].split()[0]) \
+        < STRONG_MIN_EPOCHS
+    assert decide(fp, m, 80).value("augment") == "default"
 
 
 def test_to_fit_config_maps_and_keeps(disc_folder):

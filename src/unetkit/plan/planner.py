@@ -76,7 +76,7 @@ TARGET_STEPS = 300  # optimiser steps a from-scratch U-Net wants before widening
 MIN_BATCH = 4  # smallest batch the planner trades for more steps (batch-norm statistics)
 SMALL_DATA = 100  # training images at or below which augmentation is strong
 # the measurements behind the next rule are in docs/decisions.md
-STRONG_MIN_EPOCHS = 60  # strong augmentation only pays over many passes over the data
+STRONG_MIN_EPOCHS = 100  # strong augmentation only pays over many passes over the data
 # step-time ratio to expect from doubling a U-Net's width before two widths are measured:
 # the low end of what was measured (docs/decisions.md), since it only decides what to probe
 WIDTH_COST = 1.7
@@ -308,12 +308,13 @@ def decide(fp: Fingerprint, m: Measurements, budget_s: float | str, data: str | 
     if "augment" in fixed:
         aug_reason = "as asked"
     elif augment == "strong" and sched["epochs"] < STRONG_MIN_EPOCHS:
-        augment = "default"
+        augment, strong_epochs = "default", sched["epochs"]
         layout = _plan_layout(m, dd, augment, budget)  # its data loading costs less
         speed, sched, model_reason = _choose_model(fp, m, budget, augment, dd, weight_maps)
-        aug_reason = (f"default: only ~{sched['epochs']} passes over the training images fit, "
-                      "too few for strong augmentation to pay off (the model underfits before "
-                      "it overfits)")
+        aug_reason = (f"default: with strong augmentation only ~{strong_epochs} passes over "
+                      f"the training images would fit (~{sched['epochs']} with default), too "
+                      f"few for it to pay off (it needs {STRONG_MIN_EPOCHS}: the model "
+                      "underfits before it overfits)")
     elif augment == "default":
         aug_reason = (f"default (flips, mild affine, colour jitter): {n_train} training images "
                       "already vary enough")
