@@ -17,6 +17,7 @@ from unetkit.plan.probe_processes import probe_processes, shard_batches
 from unetkit.plan.record import FIT_FIELDS
 
 LOADER_S = 0.02  # fake_measurements' data-pipeline cost per image, strong augmentation
+STRONG = {"augment": "strong"}  # pinned, so the hand computations below use LOADER_S
 STEP_1 = 0.8  # one process, one thread: a step of 32 patches
 
 
@@ -42,7 +43,7 @@ def _measured(proc_step_s: float | None, startup_s: float = 6.0, **extra):
 
 
 def test_two_processes_win_by_measured_images_per_s(fp):
-    plan = decide(fp, _measured(0.45), 600)
+    plan = decide(fp, _measured(0.45), 600, fixed=STRONG)
     # by hand: 32 / (0.8 + 32 * 0.02) = 22.22 images/s on one process, each of 2 processes
     # 16 / (0.45 + 16 * 0.02): 41.56 images/s together, 1.87x
     one, two = 32 / (STEP_1 + 32 * LOADER_S), 32 / (0.45 + 16 * LOADER_S)
@@ -60,7 +61,7 @@ def test_two_processes_win_by_measured_images_per_s(fp):
     assert "devices" in FIT_FIELDS and (cfg.devices, cfg.batch_size) == (2, 32)
     # the budget prices the processes' steps: the same steps per epoch (an effective batch of
     # 32 over the same patches), each step and its loading as fast as measured
-    alone = decide(fp, _measured(None), 600)
+    alone = decide(fp, _measured(None), 600, fixed=STRONG)
     assert alone.value("devices") == 1
     assert plan.estimates["steps_per_epoch"] == alone.estimates["steps_per_epoch"]
     assert plan.estimates["train_images_per_s"] == pytest.approx(two, abs=1e-3)
@@ -78,7 +79,7 @@ def test_two_processes_win_by_measured_images_per_s(fp):
 ])
 def test_one_process_when_processes_do_not_pay(fp, proc_step_s, startup_s, budget, why):
     """1.05x: 32 / (1.05 + 16 * 0.02) = 23.36 images/s against 22.22 (data loading counts)."""
-    plan = decide(fp, _measured(proc_step_s, startup_s), budget)
+    plan = decide(fp, _measured(proc_step_s, startup_s), budget, fixed=STRONG)
     assert plan.value("devices") == 1
     assert plan.estimates["batch_per_process"] == plan.value("batch_size")
     assert why in plan.decisions["devices"].reason
@@ -88,15 +89,15 @@ def test_one_process_when_processes_do_not_pay(fp, proc_step_s, startup_s, budge
 
 
 def test_reasons_for_not_probing_and_failed_probes(fp):
-    skipped = decide(fp, _measured(None, skipped="one core"), 600)
+    skipped = decide(fp, _measured(None, skipped="one core"), 600, fixed=STRONG)
     assert skipped.decisions["devices"].reason == "one process: one core"
     failed = _measured(None)
     failed.processes_tested = {"processes": 2, "error": "timed out after 60s"}
-    assert decide(fp, failed, 600).decisions["devices"].reason == (
+    assert decide(fp, failed, 600, fixed=STRONG).decisions["devices"].reason == (
         "one process: the 2-process probe failed (timed out after 60s)")
     gpu = replace(_measured(0.45), machine=replace(fake_measurements().machine,
                                                    device="cuda"))
-    assert "devices" not in decide(fp, gpu, 600).decisions  # GPUs: as the user says
+    assert "devices" not in decide(fp, gpu, 600, fixed=STRONG).decisions  # GPUs: as the user says
 
 
 def test_what_the_probe_times():
