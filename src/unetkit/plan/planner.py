@@ -74,9 +74,9 @@ from unetkit.train.defaults import (
 
 TARGET_STEPS = 300  # optimiser steps a from-scratch U-Net wants before widening pays off
 MIN_BATCH = 4  # smallest batch the planner trades for more steps (batch-norm statistics)
-SMALL_DATA = 100  # training images at or below which augmentation is strong
+SMALL_DATA = 100  # training images at or below which strong augmentation is considered
 # the measurements behind the next rule are in docs/decisions.md
-STRONG_MIN_EPOCHS = 1000  # strong augmentation only pays over many passes over the data
+STRONG_MIN_EPOCHS = 1000  # above every pass count measured on CPU, where strong always lost
 # step-time ratio to expect from doubling a U-Net's width before two widths are measured:
 # the low end of what was measured (docs/decisions.md), since it only decides what to probe
 WIDTH_COST = 1.7
