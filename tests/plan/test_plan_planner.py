@@ -57,14 +57,19 @@ def test_decisions_have_reasons_and_fit_the_budget(disc_folder):
     assert big.estimates["steps"] >= TARGET_STEPS
 
 
+def _passes(reason: str) -> list[int]:
+    """The ~N pass counts an augmentation reason names (strong's, then default's)."""
+    return [int(part.split()[0]) for part in reason.split("~")[1:]]
+
+
 def test_strong_augmentation_needs_enough_passes(disc_folder):
     """A small data set trains with strong augmentation only when the budget makes at least
     STRONG_MIN_EPOCHS passes; below that default (strong lost on membrane and nuclei at every
     pass count measured, up to ~270 planned passes)."""
     fp, m = _fp(disc_folder), fake_measurements(step_s=0.05)
+    plans = {budget: decide(fp, m, budget) for budget in (60, 80, 120, 600, 1200, 2400, 3600)}
     seen = {}
-    for budget in (60, 80, 120, 600, 1200, 2400, 3600):
-        plan = decide(fp, m, budget)
+    for budget, plan in plans.items():
         augment, reason = plan.value("augment"), plan.decisions["augment"].reason
         seen.setdefault(augment, []).append(budget)
         if augment == "strong":
@@ -73,16 +78,15 @@ def test_strong_augmentation_needs_enough_passes(disc_folder):
         else:
             assert augment == "default" and "too few for it to pay off" in reason
             # the passes that were too few are the strong schedule's, which is slower
-            assert int(reason.split("~")[1].split()[0]) < STRONG_MIN_EPOCHS
-            assert int(reason.split("~")[2].split()[0]) == plan.estimates["epochs"]
+            strong, default = _passes(reason)
+            assert strong < STRONG_MIN_EPOCHS and default == plan.estimates["epochs"]
     assert seen.get("default") and seen.get("strong")  # both sides of the rule are reached
     assert max(seen["default"]) < min(seen["strong"])  # and a larger budget never loses it
     # 60-100 strong passes (80 s here; membrane at 5 minutes) and ~325 (600 s; nuclei at 5
     # minutes): strong used to be taken from 60, and lost in both
     for budget, low, high in ((80, 60, 100), (600, 250, 400)):
-        plan = decide(fp, m, budget)
-        assert plan.value("augment") == "default"
-        assert low <= int(plan.decisions["augment"].reason.split("~")[1].split()[0]) < high
+        assert plans[budget].value("augment") == "default"
+        assert low <= _passes(plans[budget].decisions["augment"].reason)[0] < high
 
 
 def test_to_fit_config_maps_and_keeps(disc_folder):
