@@ -46,6 +46,21 @@ def test_resnet18() -> None:
         assert model(torch.randn(1, 3, 250, 375)).shape == (1, 3, 250, 375)
 
 
+def test_the_planners_scene_model() -> None:
+    """The scene plan's ResNet-10-T U-Net with the light decoder: smp's layout for the same
+    encoder and widths, and whole 144x192 frames (not a multiple of 32) come back whole."""
+    from unetkit.plan.planner import SCENE_ENCODER
+
+    options = {**SCENE_ENCODER, "encoder_weights": None}
+    model = build_model("timm-unet", **options, classes=11).eval()
+    theirs = smp.Unet("tu-resnet10t", encoder_weights=None, classes=11,
+                      decoder_channels=SCENE_ENCODER["decoder_channels"])
+    assert count_parameters(model) == count_parameters(theirs)
+    assert model.reductions == [2, 4, 8, 16, 32]
+    with torch.no_grad():
+        assert model(torch.randn(2, 3, 144, 192)).shape == (2, 11, 144, 192)
+
+
 def test_first_feature_at_stride_4() -> None:
     """ConvNeXt's first map is at stride 4: the stride-2 and stride-1 blocks get no skip."""
     ours = build_model("timm-unet", encoder="convnext_atto", encoder_weights=None)

@@ -270,12 +270,12 @@ def test_candidates_probe_the_stem_exactly_where_fit_would_add_it(disc_folder, d
 
 
 def _with_scene_encoder(m, step_s: float):
-    """`m` plus a measured from-scratch ResNet-18 U-Net (as the probe records it)."""
+    """`m` plus a measured from-scratch ResNet-10-T U-Net (as the probe records it)."""
     from unetkit.plan.planner import SCENE_ENCODER
     from unetkit.plan.probe import SpeedSample
 
     last = m.speeds[-1]
-    enc = SpeedSample(**{**last.__dict__, "key": "timm-unet-resnet18", "model": "timm-unet",
+    enc = SpeedSample(**{**last.__dict__, "key": "timm-unet-resnet10t", "model": "timm-unet",
                          "options": dict(SCENE_ENCODER), "step_s": step_s,
                          "train_images_per_s": round(last.batch / step_s, 3)})
     return replace(m, speeds=[*m.speeds, enc],
@@ -285,7 +285,7 @@ def _with_scene_encoder(m, step_s: float):
 def test_scenes_get_whole_frames_natural_augmentation_and_the_resnet_unet(tmp_path, disc_folder):
     """Upright multi-class RGB scenes (docs/decisions.md, CamVid): whole frames at the
     patch cap, left-right-only augmentation, full median-frequency weights, a from-scratch
-    ResNet-18 U-Net when it gets the target steps; microscopy keeps its rules."""
+    ResNet-10-T U-Net when it gets the target steps; microscopy keeps its rules."""
     from plan_fixtures import write_scenes
 
     from unetkit.plan.data_decisions import data_decisions
@@ -298,14 +298,14 @@ def test_scenes_get_whole_frames_natural_augmentation_and_the_resnet_unet(tmp_pa
     assert "whole frames" in dd["scale"].reason and dd["batch_size"].value == 5  # 5 images
     machine = fake_measurements().machine
     keys = [c.key for c in candidates(scenes, machine, 4, [192, 256], 600)]
-    assert "timm-unet-resnet18" in keys
-    assert "timm-unet-resnet18" not in [c.key for c in candidates(_fp(disc_folder), machine, 4,
+    assert "timm-unet-resnet10t" in keys
+    assert "timm-unet-resnet10t" not in [c.key for c in candidates(_fp(disc_folder), machine, 4,
                                                                   [64, 64], 600)]
     m = _with_scene_encoder(fake_measurements(step_s=0.05, size=(192, 256)), 0.2)
     plan = decide(scenes, m, 1800)
     assert plan.value("augment") == "natural" and "upright" in plan.decisions["augment"].reason
     assert plan.value("model") == "timm-unet"
-    assert plan.value("model_options") == {"encoder": "resnet18", "encoder_weights": "none",
+    assert plan.value("model_options") == {"encoder": "resnet10t", "encoder_weights": "none",
                                            "decoder_channels": [128, 64, 32, 16, 16]}
     assert "decoder channels" in plan.decisions["model_options"].reason
     assert plan.value("lr") == 1e-3  # from scratch, not the fine-tuning rate

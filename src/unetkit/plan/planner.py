@@ -34,7 +34,7 @@ The rules, in order:
 6. Scenes (upright multi-class RGB images, data_decisions.scenes; measured on CamVid, see
    docs/decisions.md): whole frames at 192 px on the long side, batch 8, natural
    augmentation, median-frequency weights (20 for thin classes left under 2 px), and a
-   from-scratch ResNet-18 U-Net candidate with a decoder half as wide as smp's, chosen when
+   from-scratch ResNet-10-T U-Net candidate with a decoder half as wide as smp's, chosen when
    it gets TARGET_STEPS steps; threads
    and processes are measured on it.
 
@@ -81,7 +81,9 @@ STRONG_MIN_EPOCHS = 1000  # above every pass count measured on CPU, where strong
 # the low end of what was measured (docs/decisions.md), since it only decides what to probe
 WIDTH_COST = 1.7
 # from scratch, with a decoder half as wide as smp's (docs/decisions.md: more passes per minute)
-SCENE_ENCODER = {"encoder": "resnet18", "encoder_weights": "none",
+# and timm's ResNet-10-T (one block per stage, deep stem): more per step and per minute than
+# ResNet-18 on CamVid, with few steps and with many (docs/decisions.md)
+SCENE_ENCODER = {"encoder": "resnet10t", "encoder_weights": "none",
                  "decoder_channels": [128, 64, 32, 16, 16]}
 
 
@@ -124,8 +126,8 @@ def candidates(fp: Fingerprint, machine: Machine, depth: int,
                      f"U-Net, {f} filters, depth {depth}, batch norm"
                      + (", 2x2 space-to-depth stem" if stem else "")) for f in widths]
     if scenes(fp):
-        out.append(Candidate("timm-unet-resnet18", "timm-unet", _scene_encoder(),
-                             "ResNet-18 encoder U-Net, from scratch, light decoder"))
+        out.append(Candidate("timm-unet-resnet10t", "timm-unet", _scene_encoder(),
+                             "ResNet-10-T encoder U-Net, from scratch, light decoder"))
     if fp.channels == 3 and not fp.thin_classes:
         if "mobilenet_v2-unet" in machine.pretrained_available:
             out.append(Candidate("mobilenet_v2-unet", "mobilenet_v2-unet",
@@ -196,7 +198,7 @@ def _choose_model(fp: Fingerprint, m: Measurements, budget_s: float, augment: st
             (pretrained, TARGET_STEPS // 2, "ImageNet weights are on disk and RGB images "
              "without thin structures suit a pretrained encoder, which converges in fewer "
              "steps: {steps} steps fit the budget"),
-            (encoders, TARGET_STEPS, "upright multi-class scenes: a ResNet-18 encoder U-Net "
+            (encoders, TARGET_STEPS, "upright multi-class scenes: a ResNet-10-T encoder U-Net "
              "(from scratch) learned more per minute than plain U-Nets on street scenes, and "
              f"it gets {{steps}} optimiser steps (>= {TARGET_STEPS}) here")):
         able = [s for s in group if sched[s.key]["steps"] >= need]
