@@ -161,15 +161,15 @@ def test_two_process_fit_writes_one_run_and_resumes(tmp_path: Path):
     data = write_folder(tmp_path / "data", count=8, size=(32, 64), channels=1, seed=3)
     run = tmp_path / "run"
     first = _cli("fit", "--data", str(data), "--out", str(run), "--devices", "2",
-                 "--batch-size", "4", "--size", "32", "--val-split", "0.25", "--epochs", "1",
+                 "--batch-size", "4", "--size", "32", "--val-split", "0.25", "--epochs", "6",
                  "--option", "filters=4", "--option", "depth=2", "--precision", "32",
-                 "--no-calibrate")
+                 "--lr", "1e-2", "--ema", "0", "--no-calibrate")
     assert first.returncode == 0, first.stderr[-3000:]
     assert "picked devices = 2: 2 CPU processes (DDP over gloo)" in first.stderr
     assert first.stderr.count("unetkit fit: data") == 1  # set up once, not per process
     config = yaml.safe_load((run / "config.yaml").read_text())
     assert config["devices"] == 2 and config["batch_size"] == 4
-    config["epochs"] = 2  # then resume it to a second epoch
+    config["epochs"] = 7  # then resume it for one more epoch
     (run / "config.yaml").write_text(yaml.safe_dump(config))
     again = _cli("fit", "--resume", str(run))
     assert again.returncode == 0, again.stderr[-3000:]
@@ -177,15 +177,19 @@ def test_two_process_fit_writes_one_run_and_resumes(tmp_path: Path):
     with open(run / "metrics.csv") as f:
         rows = list(csv.DictReader(f))
     # 6 training images of 32x64 = 12 patches of 32x32 per epoch; an effective batch of 4
-    # takes 3 steps (each process: 6 patches, 2 per step; one process at 2 would take 6)
-    assert [(int(r["epoch"]), int(r["step"])) for r in rows] == [(0, 3), (1, 6)]
+    # takes 3 steps per epoch (each process: 6 patches, 2 per step; one process at 2 takes 6)
+    assert all(int(r["step"]) == 3 * (int(r["epoch"]) + 1) for r in rows)
+    assert {0, 5, 6} <= {int(r["epoch"]) for r in rows}  # each run's first and last epoch
     assert sorted(p.name for p in (run / "model").iterdir()) == [
         "README.md", "config.json", "model.safetensors"]
     assert len(list((run / "tensorboard").glob("events.out.tfevents.*"))) == 2  # one per run
     assert not list(run.rglob("*.tmp"))  # every file landed whole
     # the logged validation score covers both processes' images (torchmetrics syncs the
-    # confusion matrix): it is the full-size score of the same weights on all of them
+    # confusion matrix): it is the full-size score of the same weights on all of them. The
+    # model is trained (lr 1e-2, no averaging) so few pixels sit near a tie; the tolerance
+    # allows a pixel or two to flip between the two batchings' kernels (seen on one CPU
+    # with an untrained net), while one shard alone scores far off (per image 0.07 / 0.61).
     summary = json.loads((run / "report" / "summary.json").read_text())
     best = max(rows, key=lambda r: float(r["val/mean_dice"]))
     assert summary["images"] == 2
-    assert float(best["val/mean_dice"]) == pytest.approx(summary["mean_dice"], abs=1e-4)
+    assert float(best["val/mean_dice"]) == pytest.approx(summary["mean_dice"], abs=2e-3)
