@@ -49,7 +49,7 @@ def test_resnet18() -> None:
 def test_the_planners_scene_model() -> None:
     """The scene plan's ResNet-10-T U-Net with the light decoder: smp's layout for the same
     encoder and widths, and whole 144x192 frames (not a multiple of 32) come back whole."""
-    from unetkit.plan.planner import SCENE_ENCODER
+    from unetkit.plan.model_choice import SCENE_ENCODER
 
     options = {**SCENE_ENCODER, "encoder_weights": None}
     model = build_model("timm-unet", **options, classes=11).eval()

@@ -16,7 +16,8 @@ from unetkit.data.prepare import prepare
 from unetkit.errors import UsageError
 from unetkit.plan import PlanHardwareWarning, decide, load_plan, make_plan
 from unetkit.plan.fingerprint import compute_fingerprint
-from unetkit.plan.planner import STRONG_MIN_EPOCHS, TARGET_STEPS, candidates
+from unetkit.plan.model_choice import TARGET_STEPS, candidates
+from unetkit.plan.planner import STRONG_MIN_EPOCHS
 from unetkit.train.defaults import resolve
 from unetkit.train.fit import max_epochs
 
@@ -271,7 +272,7 @@ def test_candidates_probe_the_stem_exactly_where_fit_would_add_it(disc_folder, d
 
 def _with_scene_encoder(m, step_s: float):
     """`m` plus a measured from-scratch ResNet-10-T U-Net (as the probe records it)."""
-    from unetkit.plan.planner import SCENE_ENCODER
+    from unetkit.plan.model_choice import SCENE_ENCODER
     from unetkit.plan.probe import SpeedSample
 
     last = m.speeds[-1]
@@ -289,7 +290,6 @@ def test_scenes_get_whole_frames_natural_augmentation_and_the_resnet_unet(tmp_pa
     from plan_fixtures import write_scenes
 
     from unetkit.plan.data_decisions import data_decisions
-    from unetkit.plan.planner import candidates
 
     scenes = _fp(write_scenes(tmp_path / "scenes", count=6, size=(360, 480)))
     assert scenes.upright and scenes.thin_classes == ["pole"]
@@ -323,6 +323,33 @@ def test_scenes_get_whole_frames_natural_augmentation_and_the_resnet_unet(tmp_pa
     # microscopy: no natural augmentation, square-root weights, no encoder candidate
     micro = decide(_fp(disc_folder), fake_measurements(), 600)
     assert micro.value("augment") in ("strong", "default")
+
+
+def test_scene_batch_halves_when_eight_frames_get_too_few_steps(tmp_path):
+    """The scene encoder at 8 frames per step: kept where the budget gives it at least
+    SCENE_BATCH_STEPS steps, halved to 4 (about twice the steps) between TARGET_STEPS and
+    that, as measured on CamVid in few- and many-step regimes (docs/decisions.md)."""
+    from plan_fixtures import write_scenes
+
+    from unetkit.plan.planner import MIN_BATCH, SCENE_BATCH_STEPS
+
+    scenes = _fp(write_scenes(tmp_path / "scenes", count=12, size=(360, 480)))
+    m = _with_scene_encoder(fake_measurements(step_s=0.05, size=(144, 192), batch=8), 0.5)
+    seen = set()
+    for budget in (900, 1200, 2400, 3600):
+        plan = decide(scenes, m, budget)
+        assert plan.value("model") == "timm-unet", budget
+        batch, reason = plan.value("batch_size"), plan.decisions["batch_size"].reason
+        if batch == 8:
+            assert plan.estimates["steps"] >= SCENE_BATCH_STEPS and "whole frames" in reason
+        else:
+            assert batch == MIN_BATCH, budget
+            at_eight = int(reason.split("only ")[1].split()[0])
+            assert TARGET_STEPS <= at_eight < SCENE_BATCH_STEPS
+            assert f"under {SCENE_BATCH_STEPS}" in reason
+            assert plan.estimates["steps"] >= 1.8 * at_eight  # half the frames: twice the steps
+        seen.add(batch)
+    assert seen == {8, MIN_BATCH}  # the test crossed the threshold
 
 
 def test_official_split_sets_the_validation_images(tmp_path):
@@ -373,7 +400,7 @@ def test_precision_reason_says_why_float32(monkeypatch: pytest.MonkeyPatch) -> N
 
 
 def test_width_cost_is_the_measured_doubling_once_two_widths_are_probed() -> None:
-    from unetkit.plan.planner import WIDTH_COST, width_cost
+    from unetkit.plan.model_choice import WIDTH_COST, width_cost
 
     speeds = fake_measurements(step_times=(0.2, 0.34, 0.9)).speeds
     assert width_cost(speeds[:1]) == WIDTH_COST  # one width: the prior
@@ -389,8 +416,9 @@ def test_a_wider_unet_is_probed_when_a_measured_doubling_cost_reaches_the_target
         tmp_path) -> None:  # noqa: ANN001
     """8 filters measured at a speed that leaves 16 filters just above the target steps at
     the prior's 1.7x, and well under it at 2.8x: probed under the first, not the second."""
+    from unetkit.plan.budget import schedule
     from unetkit.plan.data_decisions import data_decisions
-    from unetkit.plan.planner import TARGET_STEPS, schedule, worth_probing
+    from unetkit.plan.model_choice import worth_probing
     from unetkit.plan.probe import Candidate
 
     data = write_pairs(tmp_path / "d", disc_masks(12, 48))

@@ -14,14 +14,14 @@ The rules, in order:
    with the space-to-depth stem and no dropout where fit's defaults would add them, and then
    8/16 only),
    plus pretrained-encoder U-Nets only when their ImageNet weights are on disk and the images are
-   RGB without thin structures; each is probed (timed) cheapest first.
+   RGB without thin structures; each is probed (timed) cheapest first (model_choice.py).
 3. Budget (budget.py): training time = budget - planning - start-up - final evaluation - margin.
    An epoch costs its training steps (measured step time + measured data-pipeline time per
    image) plus full-size validation (measured forward time) plus checkpoint saves.
 4. Model: the widest candidate that still gets TARGET_STEPS optimiser steps in the training
    time; else the fastest, with the batch cut (down to MIN_BATCH) so it gets closer to
    TARGET_STEPS steps. Fewer than MIN_STEPS steps with the fastest -> the budget is too
-   small (UsageError naming the budget that would do).
+   small (UsageError naming the budget that would do). The choice: model_choice.py.
 5. Augmentation strong for small data sets (<= 100 training images) when the schedule makes
    enough passes over the data to benefit; loss bce-dice / ce-dice (Dice for the overlap
    metric and rare classes, plus square-root median-frequency class weights below 10 %); the
@@ -32,11 +32,11 @@ The rules, in order:
    no epoch cap (the time limit ends training, however fast the epochs turn out).
    Predict-time TTA is not planned (it stays the user's --tta).
 6. Scenes (upright multi-class RGB images, data_decisions.scenes; measured on CamVid, see
-   docs/decisions.md): whole frames at 192 px on the long side, batch 8, natural
+   docs/decisions.md): whole frames at 192 px on the long side, batch 8 (4 when 8 would
+   get fewer than SCENE_BATCH_STEPS optimiser steps, as on a slow CPU), natural
    augmentation, median-frequency weights (20 for thin classes left under 2 px), and a
    from-scratch ResNet-10-T U-Net candidate with a decoder half as wide as smp's, chosen when
-   it gets TARGET_STEPS steps; threads
-   and processes are measured on it.
+   it gets TARGET_STEPS steps; threads and processes are measured on it.
 
 An epoch is what `fit` runs: about one image-area of patches per training image
 (`ceil(train area / patch area)` samples, drop_last) and then full-size validation.
@@ -44,7 +44,6 @@ An epoch is what `fit` runs: about one image-area of patches per training image
 
 from __future__ import annotations
 
-import dataclasses
 import time
 from pathlib import Path
 from typing import Any
@@ -52,47 +51,32 @@ from typing import Any
 from unetkit.config import parse_duration
 from unetkit.device import BF16_ENV, bf16_forced
 from unetkit.errors import UsageError
-from unetkit.plan.budget import (
-    MIN_STEPS,
-    fixed_costs,
-    memory_ok,
-    needed_budget,
-    nice_duration,
-    schedule,
-)
+from unetkit.plan.budget import MIN_STEPS, fixed_costs, nice_duration
 from unetkit.plan.cpu_layout import Layout, choose_layout, layout_batch, processes_to_probe
 from unetkit.plan.data_decisions import data_decisions, loss_decisions, scenes
 from unetkit.plan.fingerprint import Fingerprint, compute_fingerprint
-from unetkit.plan.probe import Candidate, Machine, Measurements, machine_info, probe_hardware
+from unetkit.plan.model_choice import (
+    SCENE_ENCODER,
+    SCENE_KEY,
+    TARGET_STEPS,
+    candidates,
+    choose_model,
+    decoder_why,
+    from_scratch,
+    worth_probing,
+)
+from unetkit.plan.probe import Candidate, Measurements, machine_info, probe_hardware
 from unetkit.plan.record import Decision, Plan, fmt_s, load_plan
 from unetkit.progress import say
-from unetkit.train.defaults import (
-    STEM_OPTIONS,
-    auto_scale,
-    use_stem,
-)
+from unetkit.train.defaults import auto_scale
 
-TARGET_STEPS = 300  # optimiser steps a from-scratch U-Net wants before widening pays off
 MIN_BATCH = 4  # smallest batch the planner trades for more steps (batch-norm statistics)
 SMALL_DATA = 100  # training images at or below which strong augmentation is considered
 # the measurements behind the next rule are in docs/decisions.md
 STRONG_MIN_EPOCHS = 1000  # above every pass count measured on CPU, where strong always lost
-# step-time ratio to expect from doubling a U-Net's width before two widths are measured:
-# the low end of what was measured (docs/decisions.md), since it only decides what to probe
-WIDTH_COST = 1.7
-# from scratch, with a decoder half as wide as smp's (docs/decisions.md: more passes per minute)
-# and timm's ResNet-10-T (one block per stage, deep stem): more per step and per minute than
-# ResNet-18 on CamVid, with few steps and with many (docs/decisions.md)
-SCENE_ENCODER = {"encoder": "resnet10t", "encoder_weights": "none",
-                 "decoder_channels": [128, 64, 32, 16, 16]}
-
-
-def _from_scratch(speed: Any) -> bool:
-    return speed.model == "unet" or speed.options.get("encoder_weights") == "none"
-
-
-def _scene_encoder() -> dict[str, Any]:
-    return {**SCENE_ENCODER, "decoder_channels": list(SCENE_ENCODER["decoder_channels"])}
+# fewer planned steps than this at the scenes' 8 frames per step: 4 per step instead (CamVid,
+# docs/decisions.md: 4 won by 0.046 mean IoU at 447 steps of 8, a wash at about 690)
+SCENE_BATCH_STEPS = 600
 
 
 def _precision_why(precision: str) -> str:
@@ -105,66 +89,6 @@ def _precision_why(precision: str) -> str:
     return "full precision: no native bf16 on this CPU"
 
 
-def _decoder_why(options: dict[str, Any]) -> str:
-    if "decoder_channels" not in options:
-        return ""
-    channels = options["decoder_channels"]
-    return (f"; decoder channels {channels[0]}..{channels[-1]} instead of smp's 256..16: more "
-            "passes per minute on a CPU, which rare scene classes need (docs/decisions.md)")
-
-
-def candidates(fp: Fingerprint, machine: Machine, depth: int,
-               size: list[int] | None = None, budget_s: float | None = None) -> list[Candidate]:
-    """Models worth timing, cheapest first."""
-    # with the stem (and no dropout) exactly when fit's defaults would add it; stem models
-    # wider than 16 filters lost on membrane (docs/decisions.md)
-    stem = size is not None and use_stem(machine.device, size, budget_s)
-    widths = (8, 16) if stem else (8, 16, 32) if machine.device == "cpu" else (16, 32, 64)
-    extra = STEM_OPTIONS if stem else {}
-    out = [Candidate(f"unet-f{f}-d{depth}" + ("-s2" if stem else ""), "unet",
-                     {"filters": f, "depth": depth, "norm": "batch", **extra},
-                     f"U-Net, {f} filters, depth {depth}, batch norm"
-                     + (", 2x2 space-to-depth stem" if stem else "")) for f in widths]
-    if scenes(fp):
-        out.append(Candidate("timm-unet-resnet10t", "timm-unet", _scene_encoder(),
-                             "ResNet-10-T encoder U-Net, from scratch, light decoder"))
-    if fp.channels == 3 and not fp.thin_classes:
-        if "mobilenet_v2-unet" in machine.pretrained_available:
-            out.append(Candidate("mobilenet_v2-unet", "mobilenet_v2-unet",
-                                 {"encoder_weights": "imagenet", "freeze_encoder": True},
-                                 "ImageNet MobileNetV2 encoder, frozen"))
-        if "timm-unet" in machine.pretrained_available:
-            out.append(Candidate("timm-unet-resnet34", "timm-unet",
-                                 {"encoder": "resnet34", "encoder_weights": "imagenet"},
-                                 "ImageNet ResNet-34 encoder"))
-    return out
-
-
-def width_cost(speeds: list[Any]) -> float:
-    """The step-time ratio the next doubling of a U-Net's width should cost: the last
-    doubling's once two widths are measured, else WIDTH_COST."""
-    unets = [s for s in speeds if s.model == "unet"]
-    if len(unets) >= 2 and unets[-2].step_s > 0:
-        return max(1.0, unets[-1].step_s / unets[-2].step_s)
-    return WIDTH_COST
-
-
-def worth_probing(cand: Candidate, so_far: Measurements, left: float, budget: float,
-                  augment: str, dd: dict[str, Decision], probed_s: float) -> bool:
-    """Probe a wider model only if it could be chosen (its guessed speed, from the last
-    model measured, gets the steps it needs in the budget) and its probe fits `left`."""
-    last = so_far.speeds[-1]
-    factor = width_cost(so_far.speeds) if cand.model == "unet" else 1.0
-    guess = dataclasses.replace(last, step_s=last.step_s * factor,
-                                eval_s_per_image=last.eval_s_per_image * factor)
-    if 4 * guess.step_s > left:
-        return False
-    so_far.probe_s = probed_s + 4 * guess.step_s
-    sched = schedule(guess, so_far, budget, augment, dd)
-    return sched["steps"] >= (TARGET_STEPS if cand.options.get("encoder_weights")
-                              in (None, "none") else TARGET_STEPS // 2)
-
-
 def first_augment(fp: Fingerprint, n_train: int) -> str:
     """natural for upright scenes, strong for small data sets, else default (the planner
     may still trade strong for default when too few passes fit)."""
@@ -174,54 +98,6 @@ def first_augment(fp: Fingerprint, n_train: int) -> str:
 
 
 # ------------------------------------------------------------------------------ decisions ---
-
-def _choose_model(fp: Fingerprint, m: Measurements, budget_s: float, augment: str,
-                  dd: dict[str, Decision], weight_maps: bool = False
-                  ) -> tuple[Any, dict[str, Any], str]:
-    batch, size = dd["batch_size"].value, dd["size"].value
-    measured = [s for s in m.speeds if memory_ok(s, m, batch, size)] or m.speeds[:1]
-    sched = {s.key: schedule(s, m, budget_s, augment, dd, weight_maps) for s in measured}
-    unets = [s for s in measured if s.model == "unet"]
-    encoders = [s for s in measured if s.model != "unet" and _from_scratch(s)]
-    pretrained = [s for s in measured if not _from_scratch(s)]
-    fastest = max(measured, key=lambda s: sched[s.key]["steps"])
-    if sched[fastest.key]["steps"] < MIN_STEPS:
-        need = needed_budget(fastest, m, augment, dd, weight_maps)
-        raise UsageError(
-            f"A {fmt_s(budget_s)} budget is too small to train anything useful on "
-            f"{Path(fp.data).name} here: even the fastest model ({fastest.key}, "
-            f"{fastest.train_images_per_s:.2f} images/s) needs about {fmt_s(need)} for "
-            f"planning, start-up, {MIN_STEPS} training steps and the final evaluation, so use "
-            f"--budget {nice_duration(need)} or more.")
-    # pretrained encoders first, then the scenes' from-scratch encoder, then plain U-Nets
-    for group, need, why in (
-            (pretrained, TARGET_STEPS // 2, "ImageNet weights are on disk and RGB images "
-             "without thin structures suit a pretrained encoder, which converges in fewer "
-             "steps: {steps} steps fit the budget"),
-            (encoders, TARGET_STEPS, "upright multi-class scenes: a ResNet-10-T encoder U-Net "
-             "(from scratch) learned more per minute than plain U-Nets on street scenes, and "
-             f"it gets {{steps}} optimiser steps (>= {TARGET_STEPS}) here")):
-        able = [s for s in group if sched[s.key]["steps"] >= need]
-        if able:
-            return able[0], sched[able[0].key], why.format(steps=sched[able[0].key]["steps"])
-    enough = [s for s in unets if sched[s.key]["steps"] >= TARGET_STEPS]
-    if enough:
-        best = max(enough, key=lambda s: s.options.get("filters", 0))
-        wider = [s for s in unets if s.options.get("filters", 0) > best.options["filters"]]
-        why = (f"the widest U-Net that still gets >= {TARGET_STEPS} optimiser steps: "
-               f"{sched[best.key]['steps']} steps at {best.train_images_per_s:.2f} images/s")
-        if wider:
-            w = wider[0]
-            why += (f"; {w.options['filters']} filters would get only "
-                    f"{sched[w.key]['steps']}")
-        elif len(unets) < 3 and "stem" not in best.options:  # stem: 8/16 only
-            why += "; wider ones were not probed (too slow to reach the target here)"
-    else:
-        best = fastest
-        why = (f"the fastest candidate: {sched[best.key]['steps']} optimiser steps fit the "
-               f"budget (fewer than the {TARGET_STEPS} a wider model would want)")
-    return best, sched[best.key], why
-
 
 def _plan_layout(m: Measurements, dd: dict[str, Decision], augment: str,
                  budget: float) -> Layout:
@@ -242,13 +118,39 @@ def _even_batch(dd: dict[str, Decision], layout: Layout) -> None:
                                     f"evenly over {layout.devices} processes")
 
 
+def _trade_batch_for_steps(speed: Any, sched: dict[str, Any], dd: dict[str, Decision],
+                           layout: Layout) -> bool:
+    """Cut the batch when the chosen model would get too few optimiser steps: any model
+    under TARGET_STEPS (in proportion, down to MIN_BATCH), the scene encoder under
+    SCENE_BATCH_STEPS (halved). True when the batch changed, so the model is chosen again."""
+    batch, steps = dd["batch_size"].value, sched["steps"]
+    if batch <= MIN_BATCH:
+        return False
+    if steps < TARGET_STEPS:
+        new = max(MIN_BATCH, int(batch * steps / TARGET_STEPS))
+        why = (f"{batch} would leave only {steps} optimiser steps in the budget; a short "
+               f"budget needs updates more than large batches, so {new} (at least {MIN_BATCH} "
+               "for batch norm)")
+    elif speed.key == SCENE_KEY and steps < SCENE_BATCH_STEPS:
+        new = max(MIN_BATCH, batch // 2)
+        why = (f"{batch} frames per step would leave only {steps} optimiser steps (under "
+               f"{SCENE_BATCH_STEPS}); on street scenes half the frames per step and twice the "
+               "steps learned more in that regime (docs/decisions.md), so "
+               f"{new} (at least {MIN_BATCH} for batch norm)")
+    else:
+        return False
+    dd["batch_size"] = Decision(new, why)
+    _even_batch(dd, layout)
+    return True
+
+
 def _optimisation_decisions(speed: Any, sched: dict[str, Any], budget: float,
                             m: Measurements, layout: Layout | None = None
                             ) -> dict[str, Decision]:
     """Optimiser, rate, schedule, epoch cap and time limit, precision, threads, processes."""
     d: dict[str, Decision] = {}
     opts = dict(speed.options)
-    pretrained = not _from_scratch(speed)
+    pretrained = not from_scratch(speed)
     lr = 3e-4 if pretrained and not opts.get("freeze_encoder") else 1e-3
     d["optimizer"] = Decision("adamw", "AdamW: robust without tuning for U-Nets")
     d["lr"] = Decision(lr, "peak of the one-cycle schedule; 1e-3 suits batch-norm U-Nets"
@@ -304,7 +206,7 @@ def decide(fp: Fingerprint, m: Measurements, budget_s: float | str, data: str | 
     n_train = dd["_n_train"].value
     augment = fixed.get("augment") or first_augment(fp, n_train)
     layout = _plan_layout(m, dd, augment, budget)
-    speed, sched, model_reason = _choose_model(fp, m, budget, augment, dd, weight_maps)
+    speed, sched, model_reason = choose_model(fp, m, budget, augment, dd, weight_maps)
     aug_reason = (f"strong (elastic, larger affine, gamma, blur, noise) for a small training set "
                   f"({n_train} image(s)) over ~{sched['epochs']} passes over its area")
     if "augment" in fixed:
@@ -312,7 +214,7 @@ def decide(fp: Fingerprint, m: Measurements, budget_s: float | str, data: str | 
     elif augment == "strong" and sched["epochs"] < STRONG_MIN_EPOCHS:
         augment, strong_epochs = "default", sched["epochs"]
         layout = _plan_layout(m, dd, augment, budget)  # its data loading costs less
-        speed, sched, model_reason = _choose_model(fp, m, budget, augment, dd, weight_maps)
+        speed, sched, model_reason = choose_model(fp, m, budget, augment, dd, weight_maps)
         aug_reason = (f"default: with strong augmentation only ~{strong_epochs} passes over "
                       f"the training images would fit (~{sched['epochs']} with default), too "
                       f"few for it to pay off (it needs {STRONG_MIN_EPOCHS}: the model "
@@ -327,15 +229,8 @@ def decide(fp: Fingerprint, m: Measurements, budget_s: float | str, data: str | 
                       f"{fp.layout_shift['horizontal']:.2f}), so no top-bottom flips or "
                       "rotations")
 
-    if sched["steps"] < TARGET_STEPS and dd["batch_size"].value > MIN_BATCH:
-        old_batch, old_steps = dd["batch_size"].value, sched["steps"]
-        batch = max(MIN_BATCH, int(old_batch * old_steps / TARGET_STEPS))
-        dd["batch_size"] = Decision(batch, (
-            f"{old_batch} would leave only {old_steps} optimiser steps in the budget; a short "
-            f"budget needs updates more than large batches, so {batch} (at least {MIN_BATCH} "
-            "for batch norm)"))
-        _even_batch(dd, layout)
-        speed, sched, model_reason = _choose_model(fp, m, budget, augment, dd, weight_maps)
+    if _trade_batch_for_steps(speed, sched, dd, layout):
+        speed, sched, model_reason = choose_model(fp, m, budget, augment, dd, weight_maps)
 
     d: dict[str, Decision] = {}
     d["model"] = Decision(speed.model, model_reason)
@@ -344,7 +239,7 @@ def decide(fp: Fingerprint, m: Measurements, budget_s: float | str, data: str | 
                                   + dd["depth"].reason if speed.model == "unet" else
                                   "the probed configuration" + (
                                       ": random initial weights, nothing to download"
-                                      if _from_scratch(speed) else "") + _decoder_why(opts))
+                                      if from_scratch(speed) else "") + decoder_why(opts))
     for key in ("scale", "size", "batch_size"):
         d[key] = dd[key]
     d.update(ld)
