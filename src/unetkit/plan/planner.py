@@ -56,7 +56,6 @@ from unetkit.plan.cpu_layout import Layout, choose_layout, layout_batch, process
 from unetkit.plan.data_decisions import data_decisions, loss_decisions, scenes
 from unetkit.plan.fingerprint import Fingerprint, compute_fingerprint
 from unetkit.plan.model_choice import (
-    SCENE_ENCODER,
     SCENE_KEY,
     TARGET_STEPS,
     candidates,
@@ -324,7 +323,7 @@ def make_plan(data: str | Path, budget_s: float | str, format: str = "auto",
         processes, why_not = processes_to_probe(machine.cores, batch, budget) \
             if machine.device == "cpu" else (0, "")
         # scenes: threads and processes are measured on the encoder U-Net they will train
-        layout_on = next((i for i, c in enumerate(cands) if c.options == SCENE_ENCODER), 0) \
+        layout_on = next((i for i, c in enumerate(cands) if c.key == SCENE_KEY), 0) \
             if scenes(fp) else 0
         m = probe_hardware(prepared, machine, cands, size, batch, eval_size, fp.channels,
                            fp.num_classes, allowance, worth, quiet, processes, layout_on)
